@@ -1,0 +1,27 @@
+"""Options shared by the commands that run a model."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--model",
+        default=None,
+        help=f"model name (see `masklet models`; default {DEFAULT_MODEL})",
+    )
+    choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
+    group.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
+
+
+def load_model_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The model the user asked for (downloading a registry model on first use)."""
+    from masklet.checkpoints import load_model
+
+    source = args.checkpoint if args.checkpoint else (args.model or DEFAULT_MODEL)
+    return load_model(source, device=args.device)

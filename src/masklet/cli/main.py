@@ -1,0 +1,46 @@
+"""`masklet` command line: one sub-command per module, errors as one line with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from masklet.errors import MaskletError
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from masklet.cli import image, models
+
+    parser = argparse.ArgumentParser(
+        prog="masklet", description="Segment and track anything in images and videos (SAM 2)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    image.add_parser(sub)
+    models.add_parsers(sub)
+    try:
+        from masklet.cli import video
+    except ImportError:  # the video command lands separately
+        pass
+    else:
+        video.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except MaskletError as err:
+        print(f"masklet {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"masklet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""`masklet models` (variants and cache status) and `masklet download NAME`."""
+
+from __future__ import annotations
+
+import argparse
+
+from masklet import checkpoints
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("models", help="list the models and whether they are downloaded")
+    p.set_defaults(run=run_models)
+    d = sub.add_parser("download", help="download official checkpoints into the cache")
+    d.add_argument("names", nargs="*", metavar="NAME", help="model names (see `masklet models`)")
+    d.add_argument("--all", action="store_true", help="download every official checkpoint")
+    d.add_argument("--force", action="store_true", help="download again even if cached")
+    d.set_defaults(run=run_download)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    print(f"cache: {checkpoints.cache_dir()}")
+    print(f"{'name':<24} {'size':>9}  status")
+    for info in checkpoints.REGISTRY.values():
+        path = checkpoints.cached_path(info.name)
+        size = f"{info.size_bytes / 1e6:.0f} MB" if info.size_bytes else "?"
+        status = f"cached ({path})" if path else "not downloaded"
+        print(f"{info.name:<24} {size:>9}  {status}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    names = list(checkpoints.REGISTRY) if args.all else args.names
+    if not names:
+        from masklet.errors import InvalidInputError
+
+        raise InvalidInputError("name a model to download (see `masklet models`) or pass --all")
+    for name in names:
+        path = checkpoints.download(name, force=args.force)
+        print(f"{name}: {path}")
+    return 0
