@@ -1,0 +1,227 @@
+"""Attention layers and SAM's two-way transformer.
+
+`Attention` is multi-head attention whose inner width may be smaller than the model width
+(`downsample_rate`) and whose keys/values may come from a different width (`kv_in_dim`).
+`RoPEAttention` adds axial rotary position encoding; the memory attention uses it.
+`TwoWayTransformer` is the mask decoder's trunk: prompt tokens and image tokens attend to
+each other in turn.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from masklet.errors import InvalidInputError
+from masklet.modeling.common import MLP, sdpa
+from masklet.modeling.position import apply_rope, axial_rope
+
+
+class Attention(nn.Module):
+    """Multi-head attention with projections to an inner width of `embedding_dim //
+    downsample_rate` (the mask decoder's cross-attentions run at half width)."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        downsample_rate: int = 1,
+        dropout: float = 0.0,
+        kv_in_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.kv_in_dim = embedding_dim if kv_in_dim is None else kv_in_dim
+        self.internal_dim = embedding_dim // downsample_rate
+        self.num_heads = num_heads
+        if self.internal_dim % num_heads:
+            raise ValueError(
+                f"num_heads ({num_heads}) must divide the inner width "
+                f"embedding_dim // downsample_rate = {self.internal_dim}"
+            )
+        self.head_dim = self.internal_dim // num_heads
+        self.dropout = dropout
+
+        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.k_proj = nn.Linear(self.kv_in_dim, self.internal_dim)
+        self.v_proj = nn.Linear(self.kv_in_dim, self.internal_dim)
+        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        return x.reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # [B, h, N, d]
+
+    def _project(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Input projections, split into heads: three [B, h, N, d] tensors."""
+        return (
+            self._split_heads(self.q_proj(q)),
+            self._split_heads(self.k_proj(k)),
+            self._split_heads(self.v_proj(v)),
+        )
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """[B, h, Nq, d] queries over [B, h, Nk, d] keys/values -> [B, Nq, C]."""
+        out = sdpa(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        b, _, n, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, n, self.internal_dim)  # [B, h, N, d] -> [B, N, hd]
+        return self.out_proj(out)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """q [B, Nq, C], k [B, Nk, Ckv], v [B, Nk, Ckv] -> [B, Nq, C]."""
+        return self._attend(*self._project(q, k, v))
+
+
+class RoPEAttention(Attention):
+    """Attention with axial rotary position encoding on queries and keys.
+
+    The queries are one square feature map (row-major tokens). The keys are either the same
+    map (self-attention) or, with `rope_k_repeat`, the maps of several memory frames laid end
+    to end, whose angles repeat frame after frame. Trailing keys that are not on any grid
+    (the object pointers) are left unrotated via `num_k_exclude_rope`.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        downsample_rate: int = 1,
+        dropout: float = 0.0,
+        kv_in_dim: int | None = None,
+        rope_theta: float = 10000.0,
+        rope_k_repeat: bool = False,
+    ) -> None:
+        super().__init__(embedding_dim, num_heads, downsample_rate, dropout, kv_in_dim)
+        self.rope_theta = rope_theta
+        self.rope_k_repeat = rope_k_repeat
+        # angles depend only on the grid size: compute once per (tokens, device)
+        self._angles: dict[tuple[int, str], Tensor] = {}
+
+    def _grid_angles(self, num_tokens: int, device: torch.device) -> Tensor:
+        """[N, d/2] rotation angles for a square grid of N tokens."""
+        key = (num_tokens, str(device))
+        if key not in self._angles:
+            side = math.isqrt(num_tokens)
+            if side * side != num_tokens:
+                raise InvalidInputError(
+                    f"RoPE attention expects queries from a square feature map, got "
+                    f"{num_tokens} tokens; pass a H x W map with H == W"
+                )
+            self._angles[key] = axial_rope(self.head_dim, side, side, self.rope_theta).to(device)
+        return self._angles[key]
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
+        """q [B, Nq, C], k/v [B, Nk, Ckv] -> [B, Nq, C]; the last `num_k_exclude_rope` keys
+        are not rotated."""
+        q, k, v = self._project(q, k, v)
+        num_q = q.shape[-2]
+        num_k_rope = k.shape[-2] - num_k_exclude_rope
+        if num_k_rope != num_q and not (self.rope_k_repeat and num_k_rope % num_q == 0):
+            raise InvalidInputError(
+                f"RoPE keys must cover the query grid ({num_q} tokens)"
+                + (" a whole number of times" if self.rope_k_repeat else " exactly once")
+                + f", got {num_k_rope} rotated keys"
+            )
+        angles = self._grid_angles(num_q, q.device)
+        q = apply_rope(q, angles)
+        # rotate the grid keys only; apply_rope tiles the angles over several frames
+        k = torch.cat((apply_rope(k[:, :, :num_k_rope], angles), k[:, :, num_k_rope:]), dim=2)
+        return self._attend(q, k, v)
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """One decoder layer: token self-attention, tokens -> image, token MLP, image -> tokens.
+
+    Every sub-layer is residual and post-normalised. The first layer's self-attention skips
+    the positional encoding because the tokens still *are* their positional encoding.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        attention_downsample_rate: int = 2,
+        skip_first_layer_pe: bool = False,
+    ) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_token_to_image = Attention(
+            embedding_dim, num_heads, downsample_rate=attention_downsample_rate
+        )
+        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.mlp = MLP(embedding_dim, mlp_dim, embedding_dim, num_layers=2, activation=nn.ReLU)
+        self.norm3 = nn.LayerNorm(embedding_dim)
+        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_image_to_token = Attention(
+            embedding_dim, num_heads, downsample_rate=attention_downsample_rate
+        )
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(
+        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """queries/query_pe [B, Nt, C], keys/key_pe [B, HW, C] -> updated (queries, keys)."""
+        if self.skip_first_layer_pe:
+            # the residual is dropped too: the tokens are replaced by their self-attention
+            queries = self.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q, q, queries)
+        queries = self.norm1(queries)
+
+        keys_with_pe = keys + key_pe
+        q = queries + query_pe
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q, keys_with_pe, keys))
+        queries = self.norm3(queries + self.mlp(queries))
+
+        q = queries + query_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(keys_with_pe, q, queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    """`depth` two-way blocks, then a final token -> image attention and layer norm."""
+
+    def __init__(
+        self,
+        depth: int,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        attention_downsample_rate: int = 2,
+    ) -> None:
+        super().__init__()
+        self.depth = depth
+        self.embedding_dim = embedding_dim
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(
+                embedding_dim,
+                num_heads,
+                mlp_dim,
+                attention_downsample_rate=attention_downsample_rate,
+                skip_first_layer_pe=(i == 0),
+            )
+            for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(
+            embedding_dim, num_heads, downsample_rate=attention_downsample_rate
+        )
+        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+
+    def forward(
+        self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """image_embedding/image_pe [B, C, H, W], point_embedding [B, Nt, C] ->
+        (tokens [B, Nt, C], image tokens [B, HW, C])."""
+        keys = image_embedding.flatten(2).transpose(1, 2)  # [B, C, H, W] -> [B, HW, C]
+        key_pe = image_pe.flatten(2).transpose(1, 2)  # [B, C, H, W] -> [B, HW, C]
+        queries = point_embedding
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, key_pe)
+
+        q = queries + point_embedding
+        queries = queries + self.final_attn_token_to_image(q, keys + key_pe, keys)
+        return self.norm_final_attn(queries), keys
