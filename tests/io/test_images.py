@@ -111,6 +111,12 @@ def test_read_mask_nonzero_is_foreground(tmp_path):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
     assert np.array_equal(read_mask(tmp_path / "rgba.png"), [[0, 1, 1], [1, 1, 1]])
 
+    # palette: the index counts, not the colour (index 1 may be drawn black)
+    pal = Image.fromarray(np.array([[0, 1], [2, 0]], dtype=np.uint8))
+    pal.putpalette([0, 0, 0] * 256)
+    pal.save(tmp_path / "pal.png")
+    assert np.array_equal(read_mask(tmp_path / "pal.png"), [[0, 1], [1, 0]])
+
 
 def test_read_mask_size_mismatch(tmp_path):
     Image.fromarray(np.zeros((4, 5), dtype=np.uint8)).save(tmp_path / "m.png")

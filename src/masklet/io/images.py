@@ -92,14 +92,14 @@ def read_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None)
       `[H, W]` bool.
     """
     image = _open_upright(path)
-    alpha = None
+    values = np.asarray(image)  # palette images give their indices, not colours
+    h, w = values.shape[:2]
     if image.mode in ("RGBA", "LA", "PA"):
-        alpha = np.asarray(image.getchannel("A")) > 0
-        image = image.convert("RGB" if image.mode == "RGBA" else "L")
-    values = np.asarray(image)
-    mask = values.any(axis=2) if values.ndim == 3 else values != 0
-    if alpha is not None:
-        mask &= alpha
+        opaque = values[..., -1] > 0
+        values = values[..., :-1]
+    else:
+        opaque = np.ones((h, w), dtype=bool)
+    mask: np.ndarray = values.reshape(h, w, -1).any(axis=2) & opaque  # [H, W, C] -> [H, W]
     if size is not None and tuple(mask.shape) != tuple(size):
         raise InvalidInputError(
             f"mask {path} has size (height, width) {tuple(mask.shape)} but {tuple(size)} was "
