@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import av
 import numpy as np
@@ -118,7 +119,9 @@ class VideoWriter:
         try:
             options = {"movflags": "+faststart"} if self.path.suffix.lower() in MP4_SUFFIXES else {}
             self._container = av.open(str(temp), "w", options=options)
-            self._video = self._container.add_stream(self.codec, rate=self.rate)
+            self._video = cast(
+                av.video.stream.VideoStream, self._container.add_stream(self.codec, rate=self.rate)
+            )
             self._video.width, self._video.height = self.encoded_size
             self._video.pix_fmt = PIXEL_FORMAT
             self._video.codec_context.time_base = 1 / self.rate  # pts counts frames
@@ -146,10 +149,16 @@ class VideoWriter:
         mp4 = self.path.suffix.lower() in MP4_SUFFIXES
         self._copy_audio = not mp4 or audio_in.codec_context.name in MP4_COPYABLE_AUDIO
         if self._copy_audio:
-            self._audio_out = self._container.add_stream_from_template(audio_in)
+            self._audio_out = cast(
+                av.audio.stream.AudioStream, self._container.add_stream_from_template(audio_in)
+            )
         else:
-            self._audio_out = self._container.add_stream(
-                TRANSCODED_AUDIO_CODEC, rate=audio_in.rate, layout=_named_layout(audio_in.layout)
+            layout = _named_layout(audio_in.layout)
+            self._audio_out = cast(
+                av.audio.stream.AudioStream,
+                self._container.add_stream(
+                    TRANSCODED_AUDIO_CODEC, rate=audio_in.rate, layout=layout
+                ),
             )
         self._audio_packets = self._audio_source.demux(audio_in)
 
@@ -183,7 +192,7 @@ class VideoWriter:
                 packet.stream = self._audio_out
                 self._container.mux(packet)
             else:
-                for frame in packet.decode():
+                for frame in cast(list[av.AudioFrame], packet.decode()):
                     frame.pts = None  # let the encoder's resampler lay out AAC's timeline
                     self._container.mux(self._audio_out.encode(frame))
         if seconds is None and not self._copy_audio:

@@ -16,6 +16,7 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -357,8 +358,10 @@ class VideoFileSource(FrameSource):
             self._stamps: list[int] | None = None
             self._keyframes = [0]
         else:
-            self._stamps = sorted(stamps)  # type: ignore[arg-type]
-            keys = {bisect.bisect_left(self._stamps, stamp) for stamp in keyframe_stamps}
+            self._stamps = sorted(cast(list[int], stamps))
+            keys = {
+                bisect.bisect_left(self._stamps, key) for key in cast(list[int], keyframe_stamps)
+            }
             self._keyframes = sorted(keys | {0})
 
     def _first_frame(self) -> np.ndarray:
@@ -422,7 +425,7 @@ class VideoFileSource(FrameSource):
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         width, height = self._coded_size  # a mid-stream size change is scaled back
-        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)  # [H, W, 3]
+        rgb: np.ndarray = frame.to_ndarray(format="rgb24", width=width, height=height)  # [H, W, 3]
         if self._rotation_turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, self._rotation_turns))  # counter-clockwise
         return rgb
