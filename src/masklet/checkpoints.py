@@ -1,0 +1,416 @@
+"""Official SAM 2 checkpoints: registry, cache, download, reading, variant detection, loading.
+
+    load_model("sam2.1_hiera_tiny")          # cached or downloaded, then strictly loaded
+    load_model("weights/my_finetune.pt")     # variant detected from the tensors
+
+Official `.pt` files hold `{"model": state_dict}` with the same keys as `build_model(config)`,
+so they load strictly with no renaming. Hugging Face transformers safetensors are renamed by
+`masklet.hf_keys.hf_to_official` first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import Tensor, nn
+
+from masklet.config import ModelConfig
+from masklet.errors import CheckpointError, InvalidInputError
+from masklet.hf_keys import hf_to_official, is_hf_layout
+
+_BASE_URL_20 = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
+_BASE_URL_21 = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+_CHUNK_BYTES = 1 << 20
+_TIMEOUT_SECONDS = 30.0
+_MAX_KEYS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where one official checkpoint lives. `size_bytes` is None where no public source states it."""
+
+    name: str  # e.g. "sam2.1_hiera_tiny", as in ModelConfig.names()
+    url: str
+    hf_repo: str  # e.g. "facebook/sam2.1-hiera-tiny"
+    hf_filename: str
+    size_bytes: int | None
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.pt"
+
+
+def _info(name: str, size_bytes: int | None) -> CheckpointInfo:
+    base = _BASE_URL_21 if name.startswith("sam2.1") else _BASE_URL_20
+    return CheckpointInfo(
+        name=name,
+        url=f"{base}{name}.pt",
+        hf_repo="facebook/" + name.replace("_", "-"),
+        hf_filename=f"{name}.pt",
+        size_bytes=size_bytes,
+    )
+
+
+# Sizes are the git-lfs pointer sizes published on the Hugging Face Hub for the same files
+# (sha256 matching the facebook/* repos); the 2.0 small size was not found stated anywhere.
+CHECKPOINTS: dict[str, CheckpointInfo] = {
+    info.name: info
+    for info in (
+        _info("sam2_hiera_tiny", 155_906_050),
+        _info("sam2_hiera_small", None),
+        _info("sam2_hiera_base_plus", 323_493_298),
+        _info("sam2_hiera_large", 897_952_466),
+        _info("sam2.1_hiera_tiny", 156_008_466),
+        _info("sam2.1_hiera_small", 184_416_285),
+        _info("sam2.1_hiera_base_plus", 323_606_802),
+        _info("sam2.1_hiera_large", 898_083_611),
+    )
+}
+
+
+def checkpoint_info(name: str) -> CheckpointInfo:
+    """Registry entry for `name`; accepts `sam2.1-hiera-tiny`, `facebook/sam2.1-hiera-tiny`, `b+`."""
+    key = _registry_key(name)
+    if key is None:
+        raise CheckpointError(
+            f"unknown checkpoint {name!r}; expected one of: {', '.join(CHECKPOINTS)} "
+            "(or a path to a .pt / .safetensors file)"
+        )
+    return CHECKPOINTS[key]
+
+
+def _registry_key(name: str) -> str | None:
+    key = name.strip().lower().removeprefix("facebook/").replace("-", "_")
+    key = key.replace("b+", "base_plus").replace("sam2_1", "sam2.1").removesuffix(".pt")
+    return key if key in CHECKPOINTS else None
+
+
+# ---------------------------------------------------------------------------------------------
+# cache and download
+
+
+def cache_dir() -> Path:
+    """$MASKLET_CACHE, else $XDG_CACHE_HOME/masklet, else ~/.cache/masklet (not created here)."""
+    if os.environ.get("MASKLET_CACHE"):
+        return Path(os.environ["MASKLET_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "masklet"
+
+
+def cached_path(name: str) -> Path | None:
+    """The cached file of registry checkpoint `name`, or None when it has not been downloaded."""
+    path = cache_dir() / checkpoint_info(name).filename
+    return path if path.is_file() else None
+
+
+def download(name: str, *, force: bool = False, progress: bool = True) -> Path:
+    """Fetch an official checkpoint into the cache and return its path.
+
+    Tries the official URL, then the Hugging Face Hub. The file only appears under its final
+    name once complete (and of the published size, when known).
+    """
+    info = checkpoint_info(name)
+    target = cache_dir() / info.filename
+    if target.is_file() and not force:
+        return target
+    reasons: list[str] = []
+    for source, fetch in (("official URL", _download_url), ("Hugging Face Hub", _download_hf)):
+        try:
+            fetch(info, target, progress)
+            return target
+        except Exception as exc:  # urllib, huggingface_hub and size checks share no base class
+            reasons.append(f"{source}: {_one_line(exc)}")
+    raise CheckpointError(
+        f"checkpoint {info.name!r} is not in the cache ({_display(target)}) and could not be "
+        f"downloaded ({'; '.join(reasons)}); download it on a machine with network "
+        f"(masklet download {info.name}) or pass --checkpoint PATH"
+    )
+
+
+def _open_url(url: str, timeout: float) -> IO[bytes]:
+    """Opens `url` for reading; a separate function so tests can serve bytes without network."""
+    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (fixed https URLs)
+
+
+def _download_url(info: CheckpointInfo, target: Path, progress: bool) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{info.name}.", suffix=".partial", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, _open_url(info.url, _TIMEOUT_SECONDS) as response:
+            headers = getattr(response, "headers", None)
+            length = headers.get("Content-Length") if headers is not None else None
+            expected = info.size_bytes or (int(length) if length else None)
+            _copy_with_progress(response, out, expected, info.filename, progress)
+        _check_size(tmp, expected)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _copy_with_progress(
+    source: IO[bytes], out: IO[bytes], total: int | None, label: str, progress: bool
+) -> None:
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc=label, disable=not progress, leave=False
+    ) as bar:
+        while chunk := source.read(_CHUNK_BYTES):
+            out.write(chunk)
+            bar.update(len(chunk))
+
+
+def _hf_download(repo_id: str, filename: str, local_dir: Path) -> Path:
+    """Downloads one Hub file into `local_dir`; a separate function so tests can replace it."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id=repo_id, filename=filename, local_dir=local_dir))
+
+
+def _download_hf(info: CheckpointInfo, target: Path, progress: bool) -> None:
+    """Fallback source; the Hub client draws its own progress bar (`progress` is unused)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A private folder beside the target: the Hub client writes its own temporary and
+    # metadata files there, and only the finished file is moved into place.
+    staging = Path(tempfile.mkdtemp(prefix=f".{info.name}.hf.", dir=target.parent))
+    try:
+        fetched = _hf_download(info.hf_repo, info.hf_filename, staging)
+        _check_size(fetched, info.size_bytes)
+        os.replace(fetched, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_size(path: Path, expected: int | None) -> None:
+    size = path.stat().st_size
+    if expected is not None and size != expected:
+        raise CheckpointError(f"incomplete download: got {size} bytes, expected {expected}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _display(path: Path) -> str:
+    """`path` with the home folder shown as ~, as users type it."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """The official-layout state dict stored in `path` (.pt/.pth or .safetensors), on the CPU."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(
+            f"checkpoint file not found: {file}; pass the path of a SAM 2 .pt or "
+            ".safetensors file, or an official name such as sam2.1_hiera_tiny"
+        )
+    loaded: Any
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            loaded = load_file(str(file), device="cpu")
+        else:
+            loaded = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and safetensors errors share no base class
+        raise CheckpointError(
+            f"cannot read checkpoint {file}: the file is truncated, corrupt or not a PyTorch / "
+            f"safetensors file ({type(exc).__name__}: {_one_line(exc)[:200]}); "
+            "delete it and download it again"
+        ) from exc
+    state_dict = _unwrap(loaded, file)
+    return hf_to_official(state_dict) if is_hf_layout(state_dict) else state_dict
+
+
+def _unwrap(loaded: Any, file: Path) -> dict[str, Tensor]:
+    """Official files wrap the weights as {"model": state_dict}; bare state dicts are accepted."""
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):
+        loaded = loaded["model"]
+    if (
+        isinstance(loaded, Mapping)
+        and loaded
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in loaded.items())
+    ):
+        return dict(loaded)
+    found = f"keys {sorted(map(str, loaded))[:5]}" if isinstance(loaded, Mapping) else type(loaded)
+    raise CheckpointError(
+        f"{file} is not a SAM 2 checkpoint: expected a state dict of tensors, or a dict with "
+        f"a 'model' state dict, found {found}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# variant detection
+
+_TRUNK = "image_encoder.trunk."
+_V21_ONLY_KEYS = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight", "obj_ptr_tpos_proj.bias")
+
+
+def detect_config(state_dict: Mapping[str, Tensor]) -> ModelConfig:
+    """Which of the 8 official variants `state_dict` (official layout) belongs to.
+
+    Reads the trunk width (patch embedding), the blocks per stage (a block with its own `proj`
+    opens each new stage, where the width doubles), the background size of the positional
+    embedding, and 2.0 vs 2.1 (only 2.1 has the spatial no-object embedding and the temporal
+    projection of object pointers). Heads and attention windows follow from the variant. No
+    tensor encodes the image size, so the official 1024 is assumed.
+    """
+    patch = state_dict.get(_TRUNK + "patch_embed.proj.weight")
+    pos_embed = state_dict.get(_TRUNK + "pos_embed")
+    if patch is None or pos_embed is None:
+        raise CheckpointError(
+            "not a SAM 2 checkpoint: no Hiera trunk weights (image_encoder.trunk.patch_embed / "
+            "pos_embed) found; pass a SAM 2 .pt or transformers Sam2 .safetensors file"
+        )
+    block_prefix = _TRUNK + "blocks."
+    blocks = sorted(
+        {
+            int(k[len(block_prefix) :].split(".")[0])
+            for k in state_dict
+            if k.startswith(block_prefix)
+        }
+    )
+    # the first block of every stage after the first projects to the wider dimension
+    starts = [0] + [i for i in blocks if f"{_TRUNK}blocks.{i}.proj.weight" in state_dict]
+    ends = starts[1:] + [len(blocks)]
+    stages = tuple(end - start for start, end in zip(starts, ends, strict=True))
+    background = (int(pos_embed.shape[-2]), int(pos_embed.shape[-1]))
+    v21 = all(key in state_dict for key in _V21_ONLY_KEYS)
+    width = int(patch.shape[0])
+    for name in ModelConfig.names():
+        cfg = ModelConfig.named(name)
+        h = cfg.hiera
+        official = (h.embed_dim, h.stages, h.window_pos_embed_bkg_spatial_size, _is_v21(cfg))
+        if official == (width, stages, background, v21):
+            return cfg
+    raise CheckpointError(
+        f"the checkpoint does not match any official SAM 2 variant (trunk width {width}, "
+        f"blocks per stage {stages}, positional background {background}, "
+        f"{'2.1' if v21 else '2.0'} heads); pass its ModelConfig explicitly"
+    )
+
+
+def _is_v21(cfg: ModelConfig) -> bool:
+    return cfg.no_obj_embed_spatial and cfg.proj_tpos_enc_in_obj_ptrs
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch.device; None picks CUDA, then Apple MPS, then the CPU."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidInputError(
+            f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps"
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("device 'cuda' was requested but CUDA is not available; use cpu")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidInputError("device 'mps' was requested but MPS is not available; use cpu")
+    return resolved
+
+
+def _build_model(config: ModelConfig) -> nn.Module:
+    from masklet.modeling.sam2 import build_model  # lazy: loading helpers import without it
+
+    return build_model(config)
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    config: ModelConfig | None = None,
+) -> nn.Module:
+    """A SAM 2 model in eval mode on `device`, with strictly loaded weights.
+
+    `name_or_path` is an official name (cached, else downloaded) or a checkpoint file; for a
+    file the variant is detected from its tensors unless `config` is given.
+    """
+    path = Path(name_or_path)
+    registry_name = None if path.is_file() else _registry_key(str(name_or_path))
+    if registry_name is not None:
+        path = cached_path(registry_name) or download(registry_name)
+        config = config or ModelConfig.named(registry_name)
+    elif not path.is_file() and path.suffix not in {".pt", ".pth", ".safetensors"}:
+        checkpoint_info(str(name_or_path))  # raises: unknown name, lists the known ones
+    state_dict = read_state_dict(path)
+    config = config or detect_config(state_dict)
+    model = _build_model(config)
+    _check_compatible(model, state_dict, config, path)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval().to(resolve_device(device))
+
+
+def _check_compatible(
+    model: nn.Module, state_dict: Mapping[str, Tensor], config: ModelConfig, path: Path
+) -> None:
+    """Raise a CheckpointError naming the differing keys before `load_state_dict` would."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("with the wrong shape (checkpoint vs model)", mismatched),
+    ):
+        if keys:
+            shown = ", ".join(keys[:_MAX_KEYS_SHOWN]) + (
+                ", ..." if len(keys) > _MAX_KEYS_SHOWN else ""
+            )
+            parts.append(f"{len(keys)} {label} keys: {shown}")
+    raise CheckpointError(
+        f"checkpoint {path} does not fit model {config.name!r}: {'; '.join(parts)}; "
+        f"{_likely_cause(missing, unexpected, mismatched, len(expected), config)}"
+    )
+
+
+def _likely_cause(
+    missing: list[str], unexpected: list[str], mismatched: list[str], total: int, cfg: ModelConfig
+) -> str:
+    if len(missing) > total // 2:
+        return "this is probably not a SAM 2 checkpoint"
+    if missing and set(missing) <= set(_V21_ONLY_KEYS) and not unexpected:
+        return "this looks like a SAM 2.0 checkpoint loaded as 2.1: use the matching sam2_* variant"
+    if unexpected and set(unexpected) <= set(_V21_ONLY_KEYS) and not missing:
+        return (
+            "this looks like a SAM 2.1 checkpoint loaded as 2.0: use the matching sam2.1_* variant"
+        )
+    video_parts = ("memory_", "mask_downsample", "obj_ptr", "maskmem", "no_mem_pos", "no_obj")
+    if missing and all(k.startswith(video_parts) for k in missing) and not unexpected:
+        return "this looks like an image-only checkpoint (transformers Sam2Model) without the video memory weights"
+    if mismatched or any(_TRUNK in k for k in missing + unexpected):
+        return f"the checkpoint is probably another model size than {cfg.name!r}: omit the variant to detect it, or pass the right one"
+    return "the checkpoint was probably saved from a different model; pass the matching variant"
