@@ -17,9 +17,8 @@ from torch import Tensor
 
 from masklet.errors import InvalidInputError, InvalidPromptError
 from masklet.modeling.sam2 import SAM2Model
-from masklet.postprocess import clean_masks
+from masklet.postprocess import postprocess_masks
 from masklet.transforms import image_to_tensor, images_to_batch, transform_boxes, transform_coords
-from masklet.transforms import upscale_masks
 
 # low-res logits handed back for the next round are clamped like the reference does
 LOGIT_CLAMP = 32.0
@@ -214,11 +213,10 @@ class ImagePredictor:
             repeat_image=repeat,
             high_res_features=[f[image_index : image_index + 1] for f in features.high_res],
         )
-        masks = upscale_masks(low_res, hw)
-        if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
-            masks = clean_masks(
-                masks, int(self.max_hole_area), int(self.max_sprinkle_area), self.mask_threshold
-            )
+        # holes and sprinkles are cleaned at low resolution, then upscaled (as the reference)
+        masks = postprocess_masks(
+            low_res, hw, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
+        )
         low_res = low_res.float().clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
         if not return_logits:
             masks = masks > self.mask_threshold

@@ -1,0 +1,520 @@
+"""Video predictor: prompts on any frame, tracking forwards and backwards, in bounded memory.
+
+The method names and semantics are those of SAM 2's `SAM2VideoPredictor` (independent
+per-object inference; objects may be added after tracking started; a prompt on a tracked frame
+is a correction). State lives in a typed `VideoSession`; objects whose memories line up are
+batched through the model together, which gives the same numbers as running them one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from masklet.errors import InvalidInputError, InvalidPromptError, SessionNotFoundError
+from masklet.modeling.memory_bank import select_memories
+from masklet.modeling.outputs import FrameOutput, ImageFeatures
+from masklet.modeling.sam2 import NO_OBJECT_SCORE, SAM2Model
+from masklet.postprocess import fill_holes_video
+from masklet.video.frames import FrameSource, LiveSource, open_frames
+from masklet.video.results import FrameResult
+from masklet.video.session import FeatureCache, ObjectTrack, VideoSession, frame_to_tensor
+
+LOGIT_CLAMP = 32.0  # previous logits fed back with new clicks are clamped like the reference
+BOX_LABELS = (2, 3)  # prompt-encoder labels of a box's corners
+
+Output = tuple[int, list[int], Tensor]  # (frame index, object ids, logits [N, 1, H, W])
+
+
+class VideoPredictor:
+    """Segment and track objects through a video with SAM 2."""
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        fill_hole_area: int = 8,
+        non_overlap_masks: bool = False,
+        clear_non_cond_mem_around_input: bool = False,
+        add_all_frames_to_correct_as_cond: bool = True,
+        feature_cache_frames: int = 2,
+    ) -> None:
+        """
+        fill_hole_area: fill background holes up to this many low-res pixels (0 = off).
+        add_all_frames_to_correct_as_cond: a correction click on a tracked frame makes it a
+            conditioning frame, so the correction survives re-propagation. The reference
+            defaults to False, where a correction is overwritten by the next propagation.
+        """
+        self.model = model
+        self.fill_hole_area = fill_hole_area
+        self.non_overlap_masks = non_overlap_masks
+        self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
+        self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
+        self.feature_cache_frames = feature_cache_frames
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def default_memory_window(self) -> int:
+        """Frames around the frontier / prompts whose outputs the model can still read."""
+        c = self.model.config
+        return max(c.num_maskmem * c.memory_temporal_stride_for_eval, c.max_obj_ptrs_in_encoder)
+
+    # ---- sessions ---------------------------------------------------------------------------
+
+    def init_state(
+        self,
+        source: str | Path | np.ndarray | Sequence[np.ndarray] | FrameSource | None = None,
+        fps: float | None = None,
+        memory_window: int | None | str = "auto",
+    ) -> VideoSession:
+        """A new session on a video file, a frame folder, frames, or (None) a live source.
+
+        memory_window: "auto" keeps what tracking can read; None keeps every output (exactly the
+        reference's behaviour for corrections far from the frontier, unbounded memory).
+        """
+        frames = LiveSource(fps=fps or 30.0) if source is None else open_frames(source, fps=fps)
+        window = self.default_memory_window() if memory_window == "auto" else memory_window
+        if window is not None and not isinstance(window, int):
+            raise InvalidInputError(f"memory_window must be 'auto', None or an int, got {window!r}")
+        cache = FeatureCache(lambda i: self._compute_features(frames, i), self.feature_cache_frames)
+        return VideoSession(source=frames, features=cache, memory_window=window)
+
+    @torch.inference_mode()
+    def _compute_features(self, source: FrameSource, frame_idx: int) -> ImageFeatures:
+        image = frame_to_tensor(source.get(frame_idx), self.image_size)
+        return self.model.forward_image(image[None].to(self.device))
+
+    def reset_state(self, session: VideoSession) -> None:
+        """Remove every object, prompt and result."""
+        session.objects.clear()
+        session.names.clear()
+
+    def _track(self, session: VideoSession, obj_id: int, create: bool) -> ObjectTrack:
+        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
+            raise InvalidPromptError(f"object ids must be integers, got {obj_id!r}")
+        obj_id = int(obj_id)
+        if obj_id not in session.objects:
+            if not create:
+                raise SessionNotFoundError(
+                    f"unknown object id {obj_id}; this session has objects {session.obj_ids}"
+                )
+            name = session.names.setdefault(obj_id, f"object_{obj_id}")
+            session.objects[obj_id] = ObjectTrack(obj_id=obj_id, name=name)
+        return session.objects[obj_id]
+
+    def _check_frame(self, session: VideoSession, frame_idx: int) -> int:
+        n = session.num_frames
+        if not isinstance(frame_idx, (int, np.integer)) or frame_idx < 0 or (
+            n is not None and frame_idx >= n
+        ):
+            valid = f"0..{n - 1}" if n else "a non-negative index"
+            raise InvalidPromptError(f"frame index {frame_idx!r} is outside the video ({valid})")
+        return int(frame_idx)
+
+    # ---- prompts ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def add_new_points_or_box(
+        self,
+        session: VideoSession,
+        frame_idx: int,
+        obj_id: int,
+        points: np.ndarray | Tensor | Sequence[Sequence[float]] | None = None,
+        labels: np.ndarray | Tensor | Sequence[int] | None = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box: np.ndarray | Tensor | Sequence[float] | None = None,
+    ) -> Output:
+        """Clicks ([N, 2] x, y; labels 1 include / 0 exclude) and/or a box (x1, y1, x2, y2) for
+        one object on one frame. Returns that frame's masks for every object."""
+        frame_idx = self._check_frame(session, frame_idx)
+        if (points is None) != (labels is None):
+            raise InvalidPromptError("points and labels must be given together")
+        if points is None and box is None:
+            raise InvalidPromptError("give points with labels, or a box (or both)")
+        coords = torch.zeros(0, 2) if points is None else torch.as_tensor(np.asarray(points), dtype=torch.float32)
+        labs = torch.zeros(0, dtype=torch.int32) if labels is None else torch.as_tensor(np.asarray(labels)).to(torch.int32)
+        coords = coords.reshape(-1, 2) if coords.numel() or coords.dim() != 2 else coords
+        labs = labs.reshape(-1)
+        if coords.shape[0] != labs.shape[0]:
+            raise InvalidPromptError(f"{coords.shape[0]} points but {labs.shape[0]} labels")
+        if labs.numel() and not bool(((labs == 0) | (labs == 1)).all()):
+            raise InvalidPromptError(f"labels must be 1 (include) or 0 (exclude), got {labs.tolist()}")
+        if box is not None:
+            if not clear_old_points:
+                raise InvalidPromptError(
+                    "a box must come before any click on a frame: pass clear_old_points=True"
+                )
+            b = torch.as_tensor(np.asarray(box), dtype=torch.float32).reshape(-1)
+            if b.numel() != 4 or b[2] < b[0] or b[3] < b[1]:
+                raise InvalidPromptError(f"a box is x1, y1, x2, y2 with x2 >= x1, y2 >= y1; got {b.tolist()}")
+            coords = torch.cat([b.reshape(2, 2), coords], dim=0)
+            labs = torch.cat([torch.tensor(BOX_LABELS, dtype=torch.int32), labs], dim=0)
+        self._check_inside(session, coords, normalize_coords)
+        track = self._track(session, obj_id, create=True)
+        if normalize_coords:
+            coords = coords / torch.tensor([session.width, session.height], dtype=torch.float32)
+        coords = (coords * self.image_size)[None].to(self.device)  # [P, 2] -> [1, P, 2]
+        labs = labs[None].to(self.device)
+        old = None if clear_old_points else track.point_inputs.get(frame_idx)
+        if old is not None:
+            coords, labs = torch.cat([old[0], coords], dim=1), torch.cat([old[1], labs], dim=1)
+        track.point_inputs[frame_idx] = (coords, labs)
+        track.mask_inputs.pop(frame_idx, None)
+        return self._prompt_frame(session, track, frame_idx, (coords, labs), None)
+
+    @torch.inference_mode()
+    def add_new_mask(
+        self, session: VideoSession, frame_idx: int, obj_id: int, mask: np.ndarray | Tensor
+    ) -> Output:
+        """A mask [H, W] (bool or 0/1, any size) as the prompt of one object on one frame."""
+        frame_idx = self._check_frame(session, frame_idx)
+        m = torch.as_tensor(np.asarray(mask))
+        if m.dim() != 2:
+            raise InvalidPromptError(f"a mask prompt must be [H, W], got shape {tuple(m.shape)}")
+        track = self._track(session, obj_id, create=True)
+        m = m.to(torch.bool).float()[None, None].to(self.device)  # [H, W] -> [1, 1, H, W]
+        s = self.image_size
+        if tuple(m.shape[-2:]) != (s, s):
+            m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            m = (m >= 0.5).float()
+        track.mask_inputs[frame_idx] = m
+        track.point_inputs.pop(frame_idx, None)
+        return self._prompt_frame(session, track, frame_idx, None, m)
+
+    def _check_inside(self, session: VideoSession, coords: Tensor, normalize: bool) -> None:
+        limit = torch.tensor([session.width, session.height], dtype=torch.float32) if normalize else torch.ones(2)
+        outside = ((coords < 0) | (coords > limit)).any(dim=-1)
+        if bool(outside.any()):
+            x, y = coords[outside][0].tolist()
+            raise InvalidPromptError(
+                f"point ({x:g}, {y:g}) lies outside the {session.width}x{session.height} frame"
+            )
+
+    def _prompt_frame(
+        self,
+        session: VideoSession,
+        track: ObjectTrack,
+        frame_idx: int,
+        points: tuple[Tensor, Tensor] | None,
+        mask: Tensor | None,
+    ) -> Output:
+        is_init = frame_idx not in track.tracked
+        reverse = False if is_init else track.tracked[frame_idx]
+        is_cond = is_init or self.add_all_frames_to_correct_as_cond
+        prev_logits = None
+        if points is not None:
+            prev = track.output_at(frame_idx, is_cond)
+            if prev is not None:
+                prev_logits = prev.pred_masks.to(self.device).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
+        out = self._infer(
+            session, [track], frame_idx, is_init, points, mask, reverse,
+            run_memory_encoder=False, prev_logits=prev_logits,
+        )[0]  # fmt: skip
+        track.pending(is_cond)[frame_idx] = out
+        return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
+
+    def _frame_masks(self, session: VideoSession, frame_idx: int, is_cond: bool) -> Tensor:
+        """[N, 1, H, W] logits of every object on a frame (NO_OBJECT_SCORE where none)."""
+        h, w = session.height, session.width
+        out = torch.full((len(session.objects), 1, h, w), NO_OBJECT_SCORE, device=self.device)
+        for i, track in enumerate(session.objects.values()):
+            o = track.output_at(frame_idx, is_cond)
+            if o is not None:
+                out[i : i + 1] = self._to_video_res(session, o.pred_masks)
+        return self._maybe_non_overlap(out)
+
+    def _to_video_res(self, session: VideoSession, logits: Tensor) -> Tensor:
+        size = (session.height, session.width)
+        logits = logits.to(self.device)
+        if tuple(logits.shape[-2:]) == size:
+            return logits
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def _maybe_non_overlap(self, masks: Tensor) -> Tensor:
+        from masklet.modeling.sam2 import non_overlapping
+
+        return non_overlapping(masks) if self.non_overlap_masks else masks
+
+    # ---- inference --------------------------------------------------------------------------
+
+    def _infer(
+        self,
+        session: VideoSession,
+        tracks: list[ObjectTrack],
+        frame_idx: int,
+        is_init: bool,
+        points: tuple[Tensor, Tensor] | None,
+        mask: Tensor | None,
+        reverse: bool,
+        run_memory_encoder: bool,
+        prev_logits: Tensor | None = None,
+    ) -> list[FrameOutput]:
+        """One track step for objects whose memories line up (batched), split per object."""
+        feats = session.features.get(frame_idx)
+        b = len(tracks)
+        if b > 1:
+            feats = ImageFeatures(
+                [x.expand(-1, b, -1) for x in feats.vision_feats],
+                [x.expand(-1, b, -1) for x in feats.vision_pos],
+                feats.feat_sizes,
+            )
+        cond, non_cond = _merge_banks(tracks)
+        out, _ = self.model.track_step(
+            frame_idx, is_init, feats, points, mask, cond, non_cond, session.num_frames,
+            reverse=reverse, run_memory_encoder=run_memory_encoder, prev_mask_logits=prev_logits,
+        )  # fmt: skip
+        pred = out.pred_masks
+        if self.fill_hole_area > 0:
+            pred = fill_holes_video(pred, self.fill_hole_area)
+        memory = out.memory_features
+        if memory is not None:
+            memory = memory.to(torch.bfloat16)  # as the reference stores it: half the memory
+            session.memory_pos = _shared_pos(session, out.memory_pos)
+        results = []
+        for i in range(b):
+            results.append(
+                FrameOutput(
+                    pred_masks=pred[i : i + 1],
+                    object_pointer=out.object_pointer[i : i + 1],
+                    object_score_logits=out.object_score_logits[i : i + 1],
+                    memory_features=None if memory is None else memory[i : i + 1],
+                    memory_pos=None if memory is None else session.memory_pos,
+                    ious=None if out.ious is None else out.ious[i : i + 1],
+                )
+            )
+        return results
+
+    def _encode_pending(self, session: VideoSession, track: ObjectTrack, frame_idx: int, out: FrameOutput) -> None:
+        s = self.image_size
+        high_res = F.interpolate(out.pred_masks.to(self.device), size=(s, s), mode="bilinear", align_corners=False)
+        feats = session.features.get(frame_idx)
+        memory, pos = self.model.encode_memory(feats, high_res, out.object_score_logits, True)
+        out.memory_features = memory.to(torch.bfloat16)
+        session.memory_pos = _shared_pos(session, pos)
+        out.memory_pos = session.memory_pos
+
+    @torch.inference_mode()
+    def propagate_in_video_preflight(self, session: VideoSession) -> None:
+        """Write pending click outputs into the memory bank before tracking."""
+        if not session.objects:
+            raise InvalidPromptError("no object has prompts yet: add points, a box or a mask first")
+        for track in session.objects.values():
+            for is_cond in (False, True):
+                pending = track.pending(is_cond)
+                for frame_idx, out in pending.items():
+                    if out.memory_features is None:
+                        self._encode_pending(session, track, frame_idx, out)
+                    (track.cond if is_cond else track.non_cond)[frame_idx] = out
+                    if self.clear_non_cond_mem_around_input:
+                        self._clear_non_cond_around(session, track, frame_idx)
+                pending.clear()
+            if not track.cond:
+                raise InvalidPromptError(
+                    f"object {track.obj_id} has no prompts; add points, a box or a mask for it"
+                )
+            for frame_idx in track.cond:
+                track.non_cond.pop(frame_idx, None)
+
+    def _clear_non_cond_around(self, session: VideoSession, track: ObjectTrack, frame_idx: int) -> None:
+        c = self.model.config
+        r = c.memory_temporal_stride_for_eval * c.num_maskmem
+        for t in range(frame_idx - r, frame_idx + r + 1):
+            track.non_cond.pop(t, None)
+
+    @torch.inference_mode()
+    def propagate_in_video(
+        self,
+        session: VideoSession,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[Output]:
+        """Track every object frame by frame; yields (frame, object ids, logits [N,1,H,W])."""
+        for result in self.propagate(session, start_frame_idx, max_frame_num_to_track, reverse):
+            yield result.frame_idx, result.obj_ids, result.mask_logits
+
+    def propagate(
+        self,
+        session: VideoSession,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[FrameResult]:
+        """Like `propagate_in_video`, yielding typed `FrameResult`s."""
+        with torch.inference_mode():
+            self.propagate_in_video_preflight(session)
+        for frame_idx in self._order(session, start_frame_idx, max_frame_num_to_track, reverse):
+            with torch.inference_mode():
+                yield self._track_frame(session, frame_idx, reverse)
+
+    def _order(self, session: VideoSession, start: int | None, max_frames: int | None, reverse: bool) -> range:
+        if start is None:
+            start = min(t for tr in session.objects.values() for t in tr.cond)
+        start = self._check_frame(session, start)
+        n = session.num_frames
+        last = n - 1 if n is not None else len(session.source) - 1
+        span = max_frames if max_frames is not None else (n if n is not None else last + 1)
+        if reverse:
+            end = max(start - span, 0)
+            return range(start, end - 1, -1) if start > 0 else range(0)
+        return range(start, min(start + span, last) + 1)
+
+    def _track_frame(self, session: VideoSession, frame_idx: int, reverse: bool) -> FrameResult:
+        tracks = list(session.objects.values())
+        low_res: dict[int, Tensor] = {}
+        scores: dict[int, Tensor] = {}
+        to_run: list[ObjectTrack] = []
+        for track in tracks:
+            if frame_idx in track.cond:
+                out = track.cond[frame_idx]
+                low_res[track.obj_id], scores[track.obj_id] = out.pred_masks, out.object_score_logits
+                if self.clear_non_cond_mem_around_input:
+                    self._clear_non_cond_around(session, track, frame_idx)
+            else:
+                to_run.append(track)
+        for group in _groups(to_run, frame_idx, self.model, session.num_frames, reverse):
+            outs = self._infer(session, group, frame_idx, False, None, None, reverse, True)
+            for track, out in zip(group, outs):
+                track.non_cond[frame_idx] = out
+                low_res[track.obj_id], scores[track.obj_id] = out.pred_masks, out.object_score_logits
+        for track in tracks:
+            track.tracked[frame_idx] = reverse
+        session.prune(frame_idx)
+        ids = [t.obj_id for t in tracks]
+        logits = torch.cat([low_res[i].to(self.device) for i in ids], dim=0)  # [N, 1, h, w]
+        video = self._maybe_non_overlap(self._to_video_res(session, logits))
+        obj_scores = torch.cat([scores[i].to(self.device) for i in ids], dim=0)
+        return FrameResult(frame_idx, ids, video, obj_scores, dict(session.names))
+
+    # ---- editing ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def clear_all_prompts_in_frame(
+        self, session: VideoSession, frame_idx: int, obj_id: int, need_output: bool = True
+    ) -> Output | None:
+        """Remove one object's prompts on one frame (its tracked result there stays)."""
+        track = self._track(session, obj_id, create=False)
+        track.point_inputs.pop(frame_idx, None)
+        track.mask_inputs.pop(frame_idx, None)
+        track.pending_cond.pop(frame_idx, None)
+        track.pending_non_cond.pop(frame_idx, None)
+        out = track.cond.pop(frame_idx, None)
+        if out is not None:
+            # it stays a tracked result, and the frame counts as not yet tracked
+            track.non_cond[frame_idx] = out
+            track.tracked.pop(frame_idx, None)
+        if not need_output:
+            return None
+        is_cond = any(frame_idx in t.pending_cond for t in session.objects.values())
+        return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
+
+    @torch.inference_mode()
+    def remove_object(
+        self, session: VideoSession, obj_id: int, strict: bool = False, need_output: bool = True
+    ) -> tuple[list[int], list[tuple[int, Tensor]]]:
+        """Remove an object; returns the remaining ids and the updated masks of the frames it
+        had prompts on."""
+        if obj_id not in session.objects:
+            if strict:
+                raise SessionNotFoundError(
+                    f"cannot remove object {obj_id}: the session has objects {session.obj_ids}"
+                )
+            return session.obj_ids, []
+        if len(session.objects) == 1:
+            self.reset_state(session)
+            return session.obj_ids, []
+        track = session.objects[obj_id]
+        frames = sorted(track.prompted_frames())
+        for f in frames:
+            self.clear_all_prompts_in_frame(session, f, obj_id, need_output=False)
+        del session.objects[obj_id]
+        session.names.pop(obj_id, None)
+        updated: list[tuple[int, Tensor]] = []
+        if need_output:
+            for f in frames:
+                is_cond = any(f in t.pending_cond for t in session.objects.values())
+                updated.append((f, self._frame_masks(session, f, is_cond)))
+        return session.obj_ids, updated
+
+    def set_object_name(self, session: VideoSession, obj_id: int, name: str) -> None:
+        """Name an object (names appear in every output)."""
+        session.names[int(obj_id)] = name
+        if int(obj_id) in session.objects:
+            session.objects[int(obj_id)].name = name
+
+
+def _shared_pos(session: VideoSession, pos: Tensor | None) -> Tensor | None:
+    """One [1, C, h, w] copy of the memory position encoding per session."""
+    if session.memory_pos is None and pos is not None:
+        session.memory_pos = pos[0:1].clone()
+    return session.memory_pos
+
+
+def _merge_banks(tracks: list[ObjectTrack]) -> tuple[Mapping[int, FrameOutput], Mapping[int, FrameOutput]]:
+    """Memory banks of several objects as one batched bank (the objects must line up)."""
+    if len(tracks) == 1:
+        return tracks[0].cond, tracks[0].non_cond
+    return _MergedBank([t.cond for t in tracks]), _MergedBank([t.non_cond for t in tracks])
+
+
+class _MergedBank(Mapping[int, FrameOutput]):
+    """Read-only view concatenating the objects' outputs of a frame on access, so only the
+    frames the memory actually reads are copied."""
+
+    def __init__(self, banks: list[dict[int, FrameOutput]]) -> None:
+        self._banks = banks
+        self._keys = [t for t in banks[0] if all(t in b for b in banks[1:])]
+
+    def __getitem__(self, frame_idx: int) -> FrameOutput:
+        outs = [b[frame_idx] for b in self._banks]
+        mem = [o.memory_features for o in outs]
+        pos = outs[0].memory_pos
+        return FrameOutput(
+            pred_masks=torch.cat([o.pred_masks for o in outs]),
+            object_pointer=torch.cat([o.object_pointer for o in outs]),
+            object_score_logits=torch.cat([o.object_score_logits for o in outs]),
+            memory_features=None if any(m is None for m in mem) else torch.cat(mem),  # type: ignore[arg-type]
+            memory_pos=None if pos is None else pos.expand(len(outs), -1, -1, -1),
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _groups(
+    tracks: list[ObjectTrack], frame_idx: int, model: SAM2Model, num_frames: int | None, reverse: bool
+) -> list[list[ObjectTrack]]:
+    """Objects whose selected memories have the same frames, so they can run as one batch."""
+    c = model.config
+    groups: dict[tuple, list[ObjectTrack]] = {}
+    for track in tracks:
+        chosen = select_memories(
+            frame_idx,
+            {t: t for t in track.cond},
+            {t: t for t in track.non_cond},
+            num_maskmem=c.num_maskmem,
+            max_cond_frames=c.max_cond_frames_in_attn,
+            max_obj_ptrs=c.max_obj_ptrs_in_encoder,
+            num_frames=num_frames,
+            reverse=reverse,
+            stride=c.memory_temporal_stride_for_eval,
+            only_past_pointers=c.only_obj_ptrs_in_the_past_for_eval,
+            signed_pointer_distance=c.use_signed_tpos_enc_to_obj_ptrs,
+        )
+        key = (tuple(sorted(track.cond)), tuple(chosen.spatial), tuple(chosen.pointers))
+        groups.setdefault(key, []).append(track)
+    return list(groups.values())
