@@ -253,7 +253,9 @@ class ImagePredictor:
         if box is not None:
             boxes = torch.as_tensor(np.asarray(box), dtype=torch.float).reshape(-1, 4)
             if bool((boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any()):
-                raise InvalidPromptError(f"a box must be x1, y1, x2, y2 with x2 >= x1, y2 >= y1; got {boxes.tolist()}")
+                raise InvalidPromptError(
+                    f"a box must be x1, y1, x2, y2 with x2 >= x1, y2 >= y1; got {boxes.tolist()}"
+                )
             _check_inside(boxes.reshape(-1, 2, 2), hw, normalize, "box corner")
             corners = transform_boxes(boxes, hw, size, normalize)  # [B, 2, 2]
             corner_labels = torch.tensor([[BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]], dtype=torch.int32)
@@ -294,7 +296,9 @@ def _image_hw(image: np.ndarray | Image.Image) -> tuple[int, int]:
         return image.height, image.width
     if isinstance(image, np.ndarray) and image.ndim >= 2:
         return int(image.shape[0]), int(image.shape[1])
-    raise InvalidInputError(f"expected an [H, W, 3] uint8 array or a PIL image, got {type(image).__name__}")
+    raise InvalidInputError(
+        f"expected an [H, W, 3] uint8 array or a PIL image, got {type(image).__name__}"
+    )
 
 
 def _check_labels(labels: Tensor) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402
 
 from masklet.config import ModelConfig
 from masklet.image_predictor import ImagePredictor
 from masklet.modeling.sam2 import build_model
 from tests.parity.reference import perturbed_state_dict, reference_model, small_config
-
-from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402
 
 ATOL = 1e-4
 
@@ -46,9 +45,13 @@ def _compare(ours: tuple, ref: tuple) -> float:
 
 PROMPTS = {
     "point": dict(point_coords=[[120.0, 90.0]], point_labels=[1]),
-    "points_negative": dict(point_coords=[[120.0, 90.0], [30.0, 40.0], [200, 150]], point_labels=[1, 0, 0]),
+    "points_negative": dict(
+        point_coords=[[120.0, 90.0], [30.0, 40.0], [200, 150]], point_labels=[1, 0, 0]
+    ),
     "box": dict(box=[40.0, 30.0, 210.0, 160.0]),
-    "box_points": dict(box=[40.0, 30.0, 210.0, 160.0], point_coords=[[120.0, 90.0]], point_labels=[0]),
+    "box_points": dict(
+        box=[40.0, 30.0, 210.0, 160.0], point_coords=[[120.0, 90.0]], point_labels=[0]
+    ),
     "batched_boxes": dict(box=[[40.0, 30.0, 210.0, 160.0], [5.0, 5.0, 60.0, 70.0]]),
 }
 

@@ -61,7 +61,9 @@ def _pair(cfg: ModelConfig, correct_as_cond: bool, seed: int = 0):  # type: igno
     _upcast_memory(ref)
     model = build_model(cfg)
     model.load_state_dict(sd, strict=True)
-    ours = VideoPredictor(model, fill_hole_area=0, add_all_frames_to_correct_as_cond=correct_as_cond)
+    ours = VideoPredictor(
+        model, fill_hole_area=0, add_all_frames_to_correct_as_cond=correct_as_cond
+    )
     return ours, ref
 
 
@@ -90,7 +92,9 @@ class Checker:
 
 @pytest.mark.parametrize("correct_as_cond", [False, True])
 @pytest.mark.parametrize("name", ["sam2.1_hiera_tiny", "sam2_hiera_small"])
-def test_multi_object_session_matches_reference(tmp_path: Path, name: str, correct_as_cond: bool) -> None:
+def test_multi_object_session_matches_reference(
+    tmp_path: Path, name: str, correct_as_cond: bool
+) -> None:
     make_frames(tmp_path)
     ours, ref = _pair(small_config(name), correct_as_cond, seed=3)
     s_ours = ours.init_state(tmp_path)
@@ -112,8 +116,12 @@ def test_multi_object_session_matches_reference(tmp_path: Path, name: str, corre
     check.same(ours.add_new_mask(s_ours, 3, 3, mask), ref.add_new_mask(s_ref, 3, 3, mask))
     # a second click on the same frame refines with the previous logits
     check.same(
-        ours.add_new_points_or_box(s_ours, 0, 1, points=[[60, 80]], labels=[0], clear_old_points=False),
-        ref.add_new_points_or_box(s_ref, 0, 1, points=[[60, 80]], labels=[0], clear_old_points=False),
+        ours.add_new_points_or_box(
+            s_ours, 0, 1, points=[[60, 80]], labels=[0], clear_old_points=False
+        ),
+        ref.add_new_points_or_box(
+            s_ref, 0, 1, points=[[60, 80]], labels=[0], clear_old_points=False
+        ),
     )
     check.propagate(ours, s_ours, ref, s_ref)
 
@@ -131,7 +139,9 @@ def test_multi_object_session_matches_reference(tmp_path: Path, name: str, corre
         ref.add_new_points_or_box(s_ref, 8, 4, points=[[95, 50]], labels=[1]),
     )
     check.propagate(ours, s_ours, ref, s_ref, start_frame_idx=2)
-    check.propagate(ours, s_ours, ref, s_ref, start_frame_idx=9, reverse=True, max_frame_num_to_track=5)
+    check.propagate(
+        ours, s_ours, ref, s_ref, start_frame_idx=9, reverse=True, max_frame_num_to_track=5
+    )
 
     # removing an object
     ids_a, frames_a = ours.remove_object(s_ours, 2)
@@ -141,7 +151,9 @@ def test_multi_object_session_matches_reference(tmp_path: Path, name: str, corre
         check.same((fa, ids_a, ma), (fb, ids_b, mb))
     check.propagate(ours, s_ours, ref, s_ref)
     assert check.count > 50
-    print(f"{name} correct_as_cond={correct_as_cond}: {check.count} outputs, max abs diff {check.worst:.3g}")
+    print(
+        f"{name} correct_as_cond={correct_as_cond}: {check.count} outputs, max abs diff {check.worst:.3g}"
+    )
 
 
 def test_clear_prompts_matches_reference(tmp_path: Path) -> None:
@@ -160,5 +172,7 @@ def test_clear_prompts_matches_reference(tmp_path: Path) -> None:
         ours.add_new_points_or_box(s_ours, 2, 2, points=[[90, 60]], labels=[1]),
         ref.add_new_points_or_box(s_ref, 2, 2, points=[[90, 60]], labels=[1]),
     )
-    check.same(ours.clear_all_prompts_in_frame(s_ours, 2, 2), ref.clear_all_prompts_in_frame(s_ref, 2, 2))
+    check.same(
+        ours.clear_all_prompts_in_frame(s_ours, 2, 2), ref.clear_all_prompts_in_frame(s_ref, 2, 2)
+    )
     check.propagate(ours, s_ours, ref, s_ref)

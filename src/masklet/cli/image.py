@@ -39,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--mask-input", default=None, metavar="PNG", help="a rough mask as a prompt")
     p.add_argument("--multimask", action="store_true", help="pick the best of 3 candidate masks")
     p.add_argument("-o", "--output", default=None, metavar="PNG|JPG", help="overlay image")
-    p.add_argument("--masks", default=None, metavar="PNG", help="mask whose pixel value = object id")
+    p.add_argument(
+        "--masks", default=None, metavar="PNG", help="mask whose pixel value = object id"
+    )
     p.add_argument("--json", default=None, metavar="JSON", help="COCO RLE masks with scores, boxes")
     add_model_options(p)
     p.set_defaults(run=run)

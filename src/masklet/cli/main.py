@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_parser(sub)
     models.add_parsers(sub)
     try:
-        from masklet.cli import video
+        video = importlib.import_module("masklet.cli.video")
     except ImportError:  # the video command lands separately
         pass
     else:

@@ -20,7 +20,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 def run_models(args: argparse.Namespace) -> int:
     print(f"cache: {checkpoints.cache_dir()}")
     print(f"{'name':<24} {'size':>9}  status")
-    for info in checkpoints.REGISTRY.values():
+    for info in checkpoints.CHECKPOINTS.values():
         path = checkpoints.cached_path(info.name)
         size = f"{info.size_bytes / 1e6:.0f} MB" if info.size_bytes else "?"
         status = f"cached ({path})" if path else "not downloaded"
@@ -29,7 +29,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    names = list(checkpoints.REGISTRY) if args.all else args.names
+    names = list(checkpoints.CHECKPOINTS) if args.all else args.names
     if not names:
         from masklet.errors import InvalidInputError
 

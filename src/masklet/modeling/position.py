@@ -82,9 +82,7 @@ class PositionEmbeddingRandom(nn.Module):
         device = self.positional_encoding_gaussian_matrix.device
         y = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
         x = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
-        grid = torch.stack(
-            (x[None, :].expand(h, w), y[:, None].expand(h, w)), dim=-1
-        )  # [H, W, 2]
+        grid = torch.stack((x[None, :].expand(h, w), y[:, None].expand(h, w)), dim=-1)  # [H, W, 2]
         return self._encode(grid).permute(2, 0, 1)  # [C, H, W]
 
     def forward_with_coords(

@@ -94,9 +94,9 @@ class SAM2Model(nn.Module):
         for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc):
             nn.init.trunc_normal_(p, std=0.02)
         for name in ("no_obj_ptr", "no_obj_embed_spatial"):
-            p = getattr(self, name, None)
-            if isinstance(p, nn.Parameter):
-                nn.init.trunc_normal_(p, std=0.02)
+            optional = getattr(self, name, None)
+            if isinstance(optional, nn.Parameter):
+                nn.init.trunc_normal_(optional, std=0.02)
 
     @property
     def device(self) -> torch.device:
@@ -119,7 +119,9 @@ class SAM2Model(nn.Module):
         levels = self.num_feature_levels
         maps, pos = fpn[-levels:], list(out.vision_pos_enc)[-levels:]
         return ImageFeatures(
-            vision_feats=[x.flatten(2).permute(2, 0, 1) for x in maps],  # [B, C, H, W] -> [HW, B, C]
+            vision_feats=[
+                x.flatten(2).permute(2, 0, 1) for x in maps
+            ],  # [B, C, H, W] -> [HW, B, C]
             vision_pos=[x.flatten(2).permute(2, 0, 1) for x in pos],
             feat_sizes=[(x.shape[-2], x.shape[-1]) for x in pos],
         )
@@ -184,7 +186,9 @@ class SAM2Model(nn.Module):
             low_res_multi = torch.where(visible[:, None, None], low_res_multi, NO_OBJECT_SCORE)
         low_res_multi = low_res_multi.float()
         size = (self.image_size, self.image_size)
-        high_res_multi = F.interpolate(low_res_multi, size=size, mode="bilinear", align_corners=False)
+        high_res_multi = F.interpolate(
+            low_res_multi, size=size, mode="bilinear", align_corners=False
+        )
 
         token = tokens[:, 0]
         if multimask_output:

@@ -114,8 +114,10 @@ class VideoPredictor:
 
     def _check_frame(self, session: VideoSession, frame_idx: int) -> int:
         n = session.num_frames
-        if not isinstance(frame_idx, (int, np.integer)) or frame_idx < 0 or (
-            n is not None and frame_idx >= n
+        if (
+            not isinstance(frame_idx, (int, np.integer))
+            or frame_idx < 0
+            or (n is not None and frame_idx >= n)
         ):
             valid = f"0..{n - 1}" if n else "a non-negative index"
             raise InvalidPromptError(f"frame index {frame_idx!r} is outside the video ({valid})")
@@ -142,14 +144,24 @@ class VideoPredictor:
             raise InvalidPromptError("points and labels must be given together")
         if points is None and box is None:
             raise InvalidPromptError("give points with labels, or a box (or both)")
-        coords = torch.zeros(0, 2) if points is None else torch.as_tensor(np.asarray(points), dtype=torch.float32)
-        labs = torch.zeros(0, dtype=torch.int32) if labels is None else torch.as_tensor(np.asarray(labels)).to(torch.int32)
+        coords = (
+            torch.zeros(0, 2)
+            if points is None
+            else torch.as_tensor(np.asarray(points), dtype=torch.float32)
+        )
+        labs = (
+            torch.zeros(0, dtype=torch.int32)
+            if labels is None
+            else torch.as_tensor(np.asarray(labels)).to(torch.int32)
+        )
         coords = coords.reshape(-1, 2) if coords.numel() or coords.dim() != 2 else coords
         labs = labs.reshape(-1)
         if coords.shape[0] != labs.shape[0]:
             raise InvalidPromptError(f"{coords.shape[0]} points but {labs.shape[0]} labels")
         if labs.numel() and not bool(((labs == 0) | (labs == 1)).all()):
-            raise InvalidPromptError(f"labels must be 1 (include) or 0 (exclude), got {labs.tolist()}")
+            raise InvalidPromptError(
+                f"labels must be 1 (include) or 0 (exclude), got {labs.tolist()}"
+            )
         if box is not None:
             if not clear_old_points:
                 raise InvalidPromptError(
@@ -157,7 +169,9 @@ class VideoPredictor:
                 )
             b = torch.as_tensor(np.asarray(box), dtype=torch.float32).reshape(-1)
             if b.numel() != 4 or b[2] < b[0] or b[3] < b[1]:
-                raise InvalidPromptError(f"a box is x1, y1, x2, y2 with x2 >= x1, y2 >= y1; got {b.tolist()}")
+                raise InvalidPromptError(
+                    f"a box is x1, y1, x2, y2 with x2 >= x1, y2 >= y1; got {b.tolist()}"
+                )
             coords = torch.cat([b.reshape(2, 2), coords], dim=0)
             labs = torch.cat([torch.tensor(BOX_LABELS, dtype=torch.int32), labs], dim=0)
         self._check_inside(session, coords, normalize_coords)
@@ -193,7 +207,11 @@ class VideoPredictor:
         return self._prompt_frame(session, track, frame_idx, None, m)
 
     def _check_inside(self, session: VideoSession, coords: Tensor, normalize: bool) -> None:
-        limit = torch.tensor([session.width, session.height], dtype=torch.float32) if normalize else torch.ones(2)
+        limit = (
+            torch.tensor([session.width, session.height], dtype=torch.float32)
+            if normalize
+            else torch.ones(2)
+        )
         outside = ((coords < 0) | (coords > limit)).any(dim=-1)
         if bool(outside.any()):
             x, y = coords[outside][0].tolist()
@@ -295,9 +313,13 @@ class VideoPredictor:
             )
         return results
 
-    def _encode_pending(self, session: VideoSession, track: ObjectTrack, frame_idx: int, out: FrameOutput) -> None:
+    def _encode_pending(
+        self, session: VideoSession, track: ObjectTrack, frame_idx: int, out: FrameOutput
+    ) -> None:
         s = self.image_size
-        high_res = F.interpolate(out.pred_masks.to(self.device), size=(s, s), mode="bilinear", align_corners=False)
+        high_res = F.interpolate(
+            out.pred_masks.to(self.device), size=(s, s), mode="bilinear", align_corners=False
+        )
         feats = session.features.get(frame_idx)
         memory, pos = self.model.encode_memory(feats, high_res, out.object_score_logits, True)
         out.memory_features = memory.to(torch.bfloat16)
@@ -326,7 +348,9 @@ class VideoPredictor:
             for frame_idx in track.cond:
                 track.non_cond.pop(frame_idx, None)
 
-    def _clear_non_cond_around(self, session: VideoSession, track: ObjectTrack, frame_idx: int) -> None:
+    def _clear_non_cond_around(
+        self, session: VideoSession, track: ObjectTrack, frame_idx: int
+    ) -> None:
         c = self.model.config
         r = c.memory_temporal_stride_for_eval * c.num_maskmem
         for t in range(frame_idx - r, frame_idx + r + 1):
@@ -358,7 +382,9 @@ class VideoPredictor:
             with torch.inference_mode():
                 yield self._track_frame(session, frame_idx, reverse)
 
-    def _order(self, session: VideoSession, start: int | None, max_frames: int | None, reverse: bool) -> range:
+    def _order(
+        self, session: VideoSession, start: int | None, max_frames: int | None, reverse: bool
+    ) -> range:
         if start is None:
             start = min(t for tr in session.objects.values() for t in tr.cond)
         start = self._check_frame(session, start)
@@ -378,7 +404,10 @@ class VideoPredictor:
         for track in tracks:
             if frame_idx in track.cond:
                 out = track.cond[frame_idx]
-                low_res[track.obj_id], scores[track.obj_id] = out.pred_masks, out.object_score_logits
+                low_res[track.obj_id], scores[track.obj_id] = (
+                    out.pred_masks,
+                    out.object_score_logits,
+                )
                 if self.clear_non_cond_mem_around_input:
                     self._clear_non_cond_around(session, track, frame_idx)
             else:
@@ -387,7 +416,10 @@ class VideoPredictor:
             outs = self._infer(session, group, frame_idx, False, None, None, reverse, True)
             for track, out in zip(group, outs):
                 track.non_cond[frame_idx] = out
-                low_res[track.obj_id], scores[track.obj_id] = out.pred_masks, out.object_score_logits
+                low_res[track.obj_id], scores[track.obj_id] = (
+                    out.pred_masks,
+                    out.object_score_logits,
+                )
         for track in tracks:
             track.tracked[frame_idx] = reverse
         session.prune(frame_idx)
@@ -461,7 +493,9 @@ def _shared_pos(session: VideoSession, pos: Tensor | None) -> Tensor | None:
     return session.memory_pos
 
 
-def _merge_banks(tracks: list[ObjectTrack]) -> tuple[Mapping[int, FrameOutput], Mapping[int, FrameOutput]]:
+def _merge_banks(
+    tracks: list[ObjectTrack],
+) -> tuple[Mapping[int, FrameOutput], Mapping[int, FrameOutput]]:
     """Memory banks of several objects as one batched bank (the objects must line up)."""
     if len(tracks) == 1:
         return tracks[0].cond, tracks[0].non_cond
@@ -496,7 +530,11 @@ class _MergedBank(Mapping[int, FrameOutput]):
 
 
 def _groups(
-    tracks: list[ObjectTrack], frame_idx: int, model: SAM2Model, num_frames: int | None, reverse: bool
+    tracks: list[ObjectTrack],
+    frame_idx: int,
+    model: SAM2Model,
+    num_frames: int | None,
+    reverse: bool,
 ) -> list[list[ObjectTrack]]:
     """Objects whose selected memories have the same frames, so they can run as one batch."""
     c = model.config
