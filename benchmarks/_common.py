@@ -1,0 +1,203 @@
+"""Shared helpers for the side-by-side benchmarks: model pairs, alternating timing, tables, RSS.
+
+Every benchmark builds masklet and the reference (`sam2==1.1.0`) from the same `ModelConfig`,
+loads ONE perturbed state dict into both, and times them in alternation (masklet, reference,
+masklet, ...) so that load from other processes on the machine hits both sides alike. Medians,
+not means, summarise the runs for the same reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    # tests/parity/reference.py builds the reference model from a masklet config
+    sys.path.insert(0, str(REPO_ROOT))
+
+from masklet.config import ModelConfig  # noqa: E402
+from masklet.modeling.sam2 import SAM2Model, build_model  # noqa: E402
+
+KIB_PER_MIB = 1024.0
+
+
+# ---- command line --------------------------------------------------------------------------
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """--threads, --quick, --seed: flags every benchmark takes."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch intra-op threads for both sides (default: all cores)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="few repetitions and small sizes: a smoke run"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
+
+
+def set_threads(threads: int) -> None:
+    if threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def describe_machine(threads: int) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"torch {torch.__version__}, {threads} thread(s) of {os.cpu_count()} core(s), "
+        f"1-min load average {load:.2f}"
+    )
+
+
+# ---- model pairs ---------------------------------------------------------------------------
+
+
+def model_pair(
+    cfg: ModelConfig, seed: int = 0, video: bool = False
+) -> tuple[SAM2Model, torch.nn.Module]:
+    """masklet `SAM2Model` and reference `SAM2Base` (or `SAM2VideoPredictor` if `video`) for
+    `cfg`, both in eval mode and holding the same perturbed weights."""
+    from tests.parity.reference import perturbed_state_dict, reference_model, reference_video_model
+
+    ref = reference_video_model(cfg) if video else reference_model(cfg)
+    state = perturbed_state_dict(ref, seed)
+    ref.load_state_dict(state, strict=True)
+    ours = build_model(cfg).eval()
+    ours.load_state_dict(state, strict=True)
+    return ours, ref.eval()
+
+
+def structured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """[H, W, 3] uint8: smooth gradients, a few flat shapes and mild noise (not pure noise, so
+    masks and attention look like a real photo's)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack(
+        [120 + 80 * np.sin(xx / 90.0), 110 + 70 * np.cos(yy / 70.0), 100 + 0.05 * (xx + yy)],
+        axis=-1,
+    )
+    for _ in range(6):
+        y0, x0 = rng.integers(0, height * 3 // 4), rng.integers(0, width * 3 // 4)
+        h, w = rng.integers(height // 10, height // 3), rng.integers(width // 10, width // 3)
+        img[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 256, 3)
+    img += rng.normal(0.0, 6.0, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# ---- timing --------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call of `fn` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(
+    ours: Callable[[], float], ref: Callable[[], float], repeats: int, warmup: int = 1
+) -> tuple[list[float], list[float]]:
+    """Run `ours` and `ref` in alternation `repeats` times each after `warmup` untimed rounds.
+
+    Each callable returns the figure it measured (seconds), so it can exclude its own set-up.
+    """
+    for _ in range(warmup):
+        ours()
+        ref()
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(repeats):
+        a.append(ours())
+        b.append(ref())
+    return a, b
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured figure for both sides (seconds)."""
+
+    label: str
+    masklet: Sequence[float]
+    reference: Sequence[float]
+
+    @property
+    def masklet_median(self) -> float:
+        return statistics.median(self.masklet)
+
+    @property
+    def reference_median(self) -> float:
+        return statistics.median(self.reference)
+
+    @property
+    def ratio(self) -> float:
+        return self.masklet_median / self.reference_median
+
+
+def print_table(rows: Sequence[Row], unit: str = "ms") -> None:
+    scale = {"ms": 1e3, "s": 1.0}[unit]
+    head = f"{'measure':<34} {'masklet':>11} {'reference':>11} {'ratio':>7} {'runs':>5}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r.label:<34} {r.masklet_median * scale:>9.1f}{unit:>2} "
+            f"{r.reference_median * scale:>9.1f}{unit:>2} {r.ratio:>7.3f} {len(r.masklet):>5}"
+        )
+
+
+def summary(row: Row, limit: float) -> bool:
+    """Print one `TARGET ... PASS/FAIL` line: masklet/reference median ratio <= limit."""
+    ok = row.ratio <= limit
+    print(
+        f"TARGET {row.label}: masklet/reference = {row.ratio:.3f} "
+        f"(target <= {limit:g}) {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+
+def proc_status_mib(field: str) -> float:
+    """A `kB` field of /proc/self/status (VmRSS now, VmHWM peak) in MiB; NaN if unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / KIB_PER_MIB
+    except OSError:
+        pass
+    return float("nan")
+
+
+def rss_mib() -> float:
+    """Resident set size of this process now, in MiB (psutil if installed, else /proc)."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+
+        return float(psutil.Process().memory_info().rss) / KIB_PER_MIB**2
+    except ImportError:
+        return proc_status_mib("VmRSS")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    peak = proc_status_mib("VmHWM")
+    if peak == peak:  # not NaN
+        return peak
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB  # Linux: kB
