@@ -1,0 +1,429 @@
+"""Per-frame output writers: they consume `FrameResult`s one by one as tracking produces them.
+
+Three sinks share one protocol (`write(result)`, `close()`, `abort()`, context manager):
+
+- `OverlayVideoSink`: an MP4 of the source with the masks drawn in (Replicate's `mask_type`).
+- `IdPngSink`: one id-valued PNG per frame, DAVIS layout (`00000.png`, ...).
+- `CocoJsonSink`: one JSON document with COCO RLE masks per frame and object.
+
+Memory stays constant in the video's length. Tracking delivers frames out of order ("backward"
+yields descending frames; "both" yields the forward frames, then the backward ones), while an
+MP4 and a sorted JSON need frame order. Results that cannot be written yet wait in a `_Spool`:
+an unnamed temporary file holding each frame's masks as COCO RLE (typically a few kB per object,
+against H*W bytes raw), with only `frame -> (offset, length)` kept in RAM. So a sink holds at
+most one frame's masks in memory whatever the order; the spool's disk use is bounded by the RLE
+of the frames still waiting. Nothing appears under a final name until `close()` succeeds;
+`abort()`, or an exception in the `with` block, removes the partial output.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+
+from masklet.errors import InvalidInputError
+from masklet.io.atomic import atomic_output
+from masklet.io.masks import (
+    decode_rle,
+    encode_rle,
+    id_mask,
+    objects_to_coco,
+    write_id_png,
+    write_palette_png,
+)
+from masklet.io.overlay import MASK_TYPES, render_mask_type
+from masklet.io.video import VideoWriter, frame_rate
+from masklet.video.frames import FrameSource, VideoFileSource
+from masklet.video.results import FrameResult
+
+PNG_NAME = "{:05d}.png"  # DAVIS frame naming: 00000.png, 00001.png, ...
+
+
+def _check_interval(interval: int) -> int:
+    if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval < 1:
+        raise InvalidInputError(
+            f"output_frame_interval must be a whole number >= 1 (1 = every frame, 2 = every "
+            f"other frame, ...), got {interval!r}"
+        )
+    return int(interval)
+
+
+class _Spool:
+    """Byte records keyed by frame index, parked in an unnamed temporary file.
+
+    Only the index `frame -> (offset, length)` lives in RAM. The file has no name on disk
+    (deleted on creation where the OS allows), so a crash leaves nothing behind.
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self._file: IO[bytes] = tempfile.TemporaryFile(dir=folder)
+        self._index: dict[int, tuple[int, int]] = {}
+
+    def put(self, key: int, data: bytes) -> None:
+        self._file.seek(0, os.SEEK_END)
+        self._index[key] = (self._file.tell(), len(data))
+        self._file.write(data)
+
+    def get(self, key: int) -> bytes:
+        offset, length = self._index[key]
+        self._file.seek(offset)
+        return self._file.read(length)
+
+    def pop(self, key: int) -> bytes:
+        data = self.get(key)
+        del self._index[key]
+        return data
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def keys(self) -> list[int]:
+        return sorted(self._index)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class FrameSink(abc.ABC):
+    """Consumes tracking results frame by frame; `close()` publishes, `abort()` discards."""
+
+    output_frame_interval: int = 1
+
+    @abc.abstractmethod
+    def write(self, result: FrameResult) -> None:
+        """Take one frame's result (any frame order unless the sink says otherwise)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Finish the output and move it under its final name."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drop the unfinished output: nothing is left under the final name. Idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def outputs(self) -> list[Path]:
+        """The final paths this sink writes (a folder for PNG sinks)."""
+
+    def wants(self, frame_idx: int) -> bool:
+        """Whether this frame is an output frame (Replicate's "output every Nth frame")."""
+        return frame_idx % self.output_frame_interval == 0
+
+    def __enter__(self) -> FrameSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.abort()
+        else:
+            self.close()
+
+
+def _masks_to_bytes(result: FrameResult) -> bytes:
+    """A frame's masks as JSON `{id: RLE}` (what the overlay needs later, compressed)."""
+    return json.dumps({str(i): encode_rle(m) for i, m in result.masks().items()}).encode()
+
+
+def _masks_from_bytes(data: bytes) -> dict[int, np.ndarray]:
+    return {int(i): decode_rle(rle) for i, rle in json.loads(data).items()}
+
+
+class OverlayVideoSink(FrameSink):
+    """An MP4 of the whole source with each frame's masks rendered (`mask_type`).
+
+    The output has the source's size and frame rate; with `output_frame_interval` N only frames
+    0, N, 2N, ... are written (as Replicate's sam-2-video does) at `fps / N`, so the duration and
+    the audio's sync are kept. Audio comes from `audio_from`, by default the source's own file
+    when it is a video file (silent sources give silent output); `keep_audio=False` drops it.
+
+    `tracked_frames` are the frames that will receive a result (the planned tracking range);
+    every other frame is written without masks as soon as the frames before it are written.
+    A tracked frame waits for its result; results arriving ahead of a missing one are spooled as
+    RLE on disk (see the module docstring), so RAM stays flat for every tracking direction.
+    `None` means every frame expects a result. Tracked frames whose result never came are
+    written without masks by `close()`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        source: FrameSource,
+        mask_type: str = "highlighted",
+        output_frame_interval: int = 1,
+        audio_from: str | os.PathLike[str] | None = None,
+        keep_audio: bool = True,
+        tracked_frames: range | None = None,
+    ) -> None:
+        if mask_type not in MASK_TYPES:
+            raise InvalidInputError(
+                f"unknown mask type {mask_type!r}; valid values are {', '.join(MASK_TYPES)}"
+            )
+        if source.num_frames is None:
+            raise InvalidInputError(
+                "an overlay video needs a source with a known length (a file, folder or "
+                "array); a live stream's frames are evicted before they could be written"
+            )
+        self.path = Path(path)
+        self.source = source
+        self.mask_type = mask_type
+        self.output_frame_interval = _check_interval(output_frame_interval)
+        self.num_frames = source.num_frames
+        self.tracked_frames = tracked_frames
+        self.next_frame = 0  # every frame before this one is written (or skipped by interval)
+        self.frames_written = 0
+        if audio_from is None and keep_audio and isinstance(source, VideoFileSource):
+            audio_from = source.path
+        fps: Fraction = frame_rate(source.fps) / self.output_frame_interval
+        self._spool = _Spool(self.path.parent if self.path.parent.is_dir() else None)
+        try:
+            self._writer = VideoWriter(
+                self.path,
+                fps=fps,
+                size=(source.width, source.height),
+                audio_from=Path(audio_from) if keep_audio and audio_from is not None else None,
+            )
+        except BaseException:
+            self._spool.close()
+            raise
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.path]
+
+    def write(self, result: FrameResult) -> None:
+        i = result.frame_idx
+        if not 0 <= i < self.num_frames:
+            raise InvalidInputError(
+                f"frame {i} is outside the source's frames 0..{self.num_frames - 1}"
+            )
+        if not self.wants(i):
+            return
+        if i < self.next_frame or i in self._spool:
+            raise InvalidInputError(
+                f"frame {i} arrived after it was written to {str(self.path)!r} (frames outside "
+                "tracked_frames are written without masks at once); an overlay video takes one "
+                "result per frame"
+            )
+        if i == self.next_frame:
+            self._render(i, result.masks())  # in order: straight through, nothing spooled
+            self.next_frame += 1
+        else:
+            self._spool.put(i, _masks_to_bytes(result))
+        self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        """Write frames in order while their result is here or none is expected."""
+        while self.next_frame < self.num_frames:
+            i = self.next_frame
+            if not self.wants(i):
+                pass
+            elif i in self._spool:
+                self._render(i, _masks_from_bytes(self._spool.pop(i)))
+            elif final or (self.tracked_frames is not None and i not in self.tracked_frames):
+                self._render(i, {})
+            else:
+                return  # its result is still to come
+            self.next_frame += 1
+
+    def _render(self, frame_idx: int, masks: dict[int, np.ndarray]) -> None:
+        image = self.source.get(frame_idx)
+        self._writer.write(render_mask_type(image, masks, self.mask_type))
+        self.frames_written += 1
+
+    @property
+    def buffered_frames(self) -> int:
+        """Results waiting in the spool for an earlier frame (for tests and progress)."""
+        return len(self._spool)
+
+    def close(self) -> None:
+        try:
+            self._flush(final=True)
+            self._writer.close()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._spool.close()
+
+    def abort(self) -> None:
+        reason = RuntimeError(f"writing {str(self.path)!r} was aborted")
+        self._writer.__exit__(RuntimeError, reason, None)  # deletes the partial file
+        self._spool.close()
+
+
+class IdPngSink(FrameSink):
+    """One PNG per written frame, `{frame:05d}.png`, pixel value = object id (0 = background).
+
+    `palette=True` writes DAVIS palette PNGs (16-bit grayscale when an id exceeds 255, which
+    palettes cannot hold); `palette=False` writes plain 8/16-bit grayscale. Where objects
+    overlap, the more confidently visible object wins. Frames outside the tracked range get no
+    PNG. Results may come in any order; a frame written twice keeps its newest result.
+
+    PNGs are staged in a hidden folder beside `folder` and moved in (one atomic rename each) by
+    `close()`, so an interrupted run adds no PNG to `folder`, and PNGs of an earlier run there
+    are only replaced by complete ones.
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike[str], palette: bool = True, output_frame_interval: int = 1
+    ) -> None:
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise InvalidInputError(
+                f"{str(self.folder)!r} is a file; give a folder for the per-frame mask PNGs"
+            )
+        self.palette = palette
+        self.output_frame_interval = _check_interval(output_frame_interval)
+        self.written: set[int] = set()
+        parent = self.folder.absolute().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        self._staging: Path | None = Path(
+            tempfile.mkdtemp(prefix=f".{self.folder.name}.", suffix=".partial", dir=parent)
+        )
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.folder]
+
+    def path_of(self, frame_idx: int) -> Path:
+        """Final path of a frame's PNG."""
+        return self.folder / PNG_NAME.format(frame_idx)
+
+    def write(self, result: FrameResult) -> None:
+        if self._staging is None:
+            raise InvalidInputError(f"cannot write to {str(self.folder)!r}: the sink is closed")
+        if not self.wants(result.frame_idx):
+            return
+        masks = result.masks()
+        shape = (int(result.mask_logits.shape[-2]), int(result.mask_logits.shape[-1]))
+        id_map = id_mask(masks, shape, scores=result.scores())  # [H, W] uint8 / uint16
+        write = write_palette_png if self.palette else write_id_png
+        write(self._staging / PNG_NAME.format(result.frame_idx), id_map)
+        self.written.add(result.frame_idx)
+
+    def close(self) -> None:
+        if self._staging is None:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for frame_idx in sorted(self.written):
+                name = PNG_NAME.format(frame_idx)
+                os.replace(self._staging / name, self.folder / name)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+
+class CocoJsonSink(FrameSink):
+    """COCO-style RLE masks of every frame and object in one JSON file, written at `close()`.
+
+    Layout (frames sorted by index; one annotation per tracked object, empty masks included)::
+
+        {
+          "video": {"file_name": str | null, "fps": float | null, "width": int,
+                    "height": int, "num_frames": int | null},
+          "objects": [{"id": 1, "name": "dog"}, ...],
+          "frames": [
+            {"frame": 0, "annotations": [
+              {"id": 1, "name": "dog", "score": 0.97,          # P(object visible)
+               "bbox": [x, y, w, h], "area": 1234,            # pixels, COCO xywh
+               "segmentation": {"size": [H, W], "counts": "..."}}]},   # COCO compressed RLE
+            ...]
+        }
+
+    Each frame's record is serialised on arrival and spooled to an unnamed temporary file, so
+    memory stays flat; a frame written twice keeps its newest result.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        source: FrameSource | None = None,
+        file_name: str | None = None,
+        output_frame_interval: int = 1,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise InvalidInputError(f"--json {str(self.path)!r} is a folder; give a file name")
+        self.source = source
+        self.file_name = file_name
+        self.output_frame_interval = _check_interval(output_frame_interval)
+        self.names: dict[int, str] = {}
+        self.size: tuple[int, int] | None = None  # (H, W) from the masks when no source
+        self._spool = _Spool(self.path.parent if self.path.parent.is_dir() else None)
+        self._closed = False
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.path]
+
+    def write(self, result: FrameResult) -> None:
+        if not self.wants(result.frame_idx):
+            return
+        masks = result.masks()
+        for obj_id in result.obj_ids:
+            self.names[obj_id] = result.name(obj_id)
+        self.size = (int(result.mask_logits.shape[-2]), int(result.mask_logits.shape[-1]))
+        record = {
+            "frame": result.frame_idx,
+            "annotations": objects_to_coco(masks, scores=result.scores(), names=self.names),
+        }
+        self._spool.put(result.frame_idx, json.dumps(record).encode())
+
+    def _header(self) -> dict[str, Any]:
+        s = self.source
+        height, width = (s.height, s.width) if s is not None else (self.size or (None, None))
+        video = {
+            "file_name": self.file_name,
+            "fps": None if s is None else float(s.fps),
+            "width": width,
+            "height": height,
+            "num_frames": None if s is None else s.num_frames,
+        }
+        objects = [{"id": i, "name": self.names[i]} for i in sorted(self.names)]
+        return {"video": video, "objects": objects}
+
+    def _chunks(self) -> Iterator[bytes]:
+        head = json.dumps(self._header(), ensure_ascii=False)
+        yield head[:-1].encode() + b', "frames": ['  # reopen the header object for "frames"
+        for n, frame_idx in enumerate(self._spool.keys()):
+            yield (b", " if n else b"") + self._spool.get(frame_idx)
+        yield b"]}\n"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            with atomic_output(self.path) as tmp, open(tmp, "wb") as out:
+                for chunk in self._chunks():
+                    out.write(chunk)
+        finally:
+            self._closed = True
+            self._spool.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._spool.close()
