@@ -1,0 +1,1 @@
+"""Training: synthetic data, data sources, prompting, losses and the training loop."""
