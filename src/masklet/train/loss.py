@@ -1,0 +1,156 @@
+"""SAM 2's training loss for one prediction step: focal + dice + IoU regression + object score.
+
+Follows the scheme of SAM 2's `MultiStepMultiMasksAndIous` (training/loss_fns.py) with the
+weights of its released training config (focal 20, dice 1, IoU 1, object score 1):
+
+- With several candidate masks (multimask output), the focal and dice losses back-propagate
+  only through the candidate with the lowest weighted focal + dice loss, so the ambiguous
+  candidates stay free to specialise (as in SAM).
+- The IoU head regresses the actual IoU of each thresholded candidate with the target, with an
+  L1 loss on every candidate (SAM 2.1's `iou_use_l1_loss` and `supervise_all_iou`).
+- The object-score head is a binary classifier of "the object is visible" (plain BCE).
+- When the object is absent (empty target), only the object-score loss counts: there is no
+  mask to learn, the model must learn to say "absent".
+
+Every term is averaged over the B objects of the batch, as SAM 2 divides by the object count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Dice smoothing term: keeps the loss finite (and 0 for two empty masks).
+DICE_SMOOTH = 1.0
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms and the shape of the focal / IoU losses (SAM 2.1 defaults)."""
+
+    focal: float = 20.0
+    dice: float = 1.0
+    iou: float = 1.0
+    object_score: float = 1.0
+    focal_alpha: float = 0.25  # weight of positive pixels (negatives get 1 - alpha)
+    focal_gamma: float = 2.0  # down-weights easy pixels by (1 - p_t) ** gamma
+    iou_use_l1: bool = True  # L1 (SAM 2.1) or MSE (SAM 2.0) between predicted and actual IoU
+    supervise_all_iou: bool = True  # IoU loss on every candidate, not only the best one
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Unweighted loss terms (each a scalar tensor) and their weighted sum `total`."""
+
+    focal: Tensor
+    dice: Tensor
+    iou: Tensor
+    object_score: Tensor
+    total: Tensor
+
+    def __add__(self, other: LossTerms) -> LossTerms:
+        return LossTerms(
+            focal=self.focal + other.focal,
+            dice=self.dice + other.dice,
+            iou=self.iou + other.iou,
+            object_score=self.object_score + other.object_score,
+            total=self.total + other.total,
+        )
+
+    def as_floats(self) -> dict[str, float]:
+        """The terms as Python numbers, for logging."""
+        names = ("focal", "dice", "iou", "object_score", "total")
+        return {name: float(getattr(self, name).detach()) for name in names}
+
+
+def sigmoid_focal_loss(
+    logits: Tensor, target: Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Focal loss (Lin et al. 2017) averaged over pixels: [B, M, H, W] -> [B, M]."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = prob * target + (1 - prob) * (1 - target)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.flatten(2).mean(-1)  # [B, M, H, W] -> [B, M]
+
+
+def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """1 - soft Dice coefficient of sigmoid(logits) with target: [B, M, H, W] -> [B, M]."""
+    prob = logits.sigmoid().flatten(2)  # [B, M, HW]
+    tgt = target.flatten(2)
+    numerator = 2 * (prob * tgt).sum(-1)
+    denominator = prob.sum(-1) + tgt.sum(-1)
+    return 1 - (numerator + DICE_SMOOTH) / (denominator + DICE_SMOOTH)
+
+
+def actual_ious(logits: Tensor, target: Tensor) -> Tensor:
+    """IoU of the thresholded logits (> 0) with the target: [B, M, H, W] -> [B, M], no grad."""
+    pred = logits.detach().flatten(2) > 0
+    gt = target.flatten(2) > 0
+    inter = (pred & gt).sum(-1).float()
+    union = (pred | gt).sum(-1).float()
+    return inter / union.clamp(min=1.0)
+
+
+def sam_loss(
+    multimask_logits: Tensor,
+    ious_pred: Tensor,
+    object_score_logits: Tensor,
+    target: Tensor,
+    weights: LossWeights | None = None,
+) -> LossTerms:
+    """Loss of one prediction step for a batch of B objects.
+
+    Arguments:
+      multimask_logits: [B, M, H, W] mask logits of the M candidates (M = 1 or 3).
+      ious_pred: [B, M] predicted IoU of each candidate.
+      object_score_logits: [B, 1] "object visible" logits.
+      target: [B, 1, H, W] bool ground-truth masks at the logits' size.
+      weights: loss weights; SAM 2.1's by default.
+    """
+    w = weights if weights is not None else LossWeights()
+    if target.shape[-2:] != multimask_logits.shape[-2:] or target.shape[1] != 1:
+        raise ValueError(
+            f"expected target [B, 1, {multimask_logits.shape[-2]}, {multimask_logits.shape[-1]}]"
+            f" to match the logits {tuple(multimask_logits.shape)}, got {tuple(target.shape)}"
+        )
+    b = multimask_logits.shape[0]
+    tgt = target.to(multimask_logits.dtype).expand_as(multimask_logits)  # [B, M, H, W]
+    present = tgt[:, 0].flatten(1).any(dim=1, keepdim=True).to(tgt.dtype)  # [B, 1]
+
+    focal = sigmoid_focal_loss(multimask_logits, tgt, w.focal_alpha, w.focal_gamma)  # [B, M]
+    dice = dice_loss(multimask_logits, tgt)  # [B, M]
+    iou_target = actual_ious(multimask_logits, tgt)  # [B, M]
+    iou_fn = F.l1_loss if w.iou_use_l1 else F.mse_loss
+    iou = iou_fn(ious_pred.float(), iou_target, reduction="none")  # [B, M]
+
+    # supervise only the best candidate's mask (lowest weighted focal + dice)
+    best = torch.argmin(w.focal * focal + w.dice * dice, dim=-1)  # [B]
+    rows = torch.arange(b, device=best.device)
+    focal_best, dice_best = focal[rows, best], dice[rows, best]  # [B]
+    iou_term = iou.mean(-1) if w.supervise_all_iou else iou[rows, best]  # [B]
+
+    object_score = F.binary_cross_entropy_with_logits(
+        object_score_logits.float(), present, reduction="none"
+    )  # [B, 1]
+    # mask and IoU terms only where the object is present; averaged over all B objects
+    keep = present[:, 0]
+    terms = (
+        (focal_best * keep).sum() / b,
+        (dice_best * keep).sum() / b,
+        (iou_term * keep).sum() / b,
+        object_score.sum() / b,
+    )
+    total = w.focal * terms[0] + w.dice * terms[1] + w.iou * terms[2] + w.object_score * terms[3]
+    return LossTerms(*terms, total=total)
+
+
+def zero_terms(device: torch.device | str | None = None) -> LossTerms:
+    """All terms zero: the start of a sum over frames and correction rounds."""
+    zero = torch.zeros((), device=device)
+    return LossTerms(zero, zero, zero, zero, zero)

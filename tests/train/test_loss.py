@@ -1,0 +1,110 @@
+import math
+
+import pytest
+import torch
+
+from masklet.train.loss import LossWeights, dice_loss, sam_loss, sigmoid_focal_loss
+
+LN2 = math.log(2.0)
+
+
+def test_hand_computed_terms_on_a_two_pixel_mask() -> None:
+    # logits 0 -> p = 0.5 everywhere; target [1, 0]
+    logits = torch.zeros(1, 1, 1, 2)
+    target = torch.tensor([[[[True, False]]]])
+    terms = sam_loss(logits, torch.tensor([[0.7]]), torch.zeros(1, 1), target, LossWeights())
+    # focal per pixel: alpha_t * ln2 * (1 - 0.5)^2 with alpha_t 0.25 (pos) and 0.75 (neg)
+    focal = (0.25 * LN2 * 0.25 + 0.75 * LN2 * 0.25) / 2
+    dice = 1 - (2 * 0.5 + 1) / (1.0 + 1.0 + 1)  # soft intersection 0.5, sums 1 and 1
+    iou = abs(0.7 - 0.0)  # no pixel above 0 -> actual IoU 0, L1 loss
+    obj = LN2  # BCE of logit 0 against "present"
+    assert float(terms.focal) == pytest.approx(focal, rel=1e-6)
+    assert float(terms.dice) == pytest.approx(dice, rel=1e-6)
+    assert float(terms.iou) == pytest.approx(iou, rel=1e-6)
+    assert float(terms.object_score) == pytest.approx(obj, rel=1e-6)
+    assert float(terms.total) == pytest.approx(20 * focal + dice + iou + obj, rel=1e-6)
+
+
+def test_mse_iou_and_custom_weights() -> None:
+    logits = torch.tensor([[[[5.0, -5.0]]]])
+    target = torch.tensor([[[[True, False]]]])
+    w = LossWeights(focal=0.0, dice=0.0, iou=2.0, object_score=0.0, iou_use_l1=False)
+    terms = sam_loss(logits, torch.tensor([[0.5]]), torch.zeros(1, 1), target, w)
+    assert float(terms.iou) == pytest.approx(0.25)  # actual IoU 1, (0.5 - 1)^2
+    assert float(terms.total) == pytest.approx(0.5)
+
+
+def test_best_candidate_carries_the_mask_loss() -> None:
+    target = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    target[..., :2, :] = True
+    good = torch.where(target, 8.0, -8.0)[:, 0]  # [1, 4, 4]
+    bad = -good
+    multi = torch.stack([bad, good, torch.zeros_like(good)], dim=1)  # [1, 3, 4, 4]
+    multi.requires_grad_(True)
+    terms = sam_loss(multi, torch.full((1, 3), 0.5), torch.ones(1, 1), target)
+    single = sam_loss(good[:, None], torch.full((1, 1), 0.5), torch.ones(1, 1), target)
+    assert terms.as_floats()["focal"] == pytest.approx(single.as_floats()["focal"])
+    assert terms.as_floats()["dice"] == pytest.approx(single.as_floats()["dice"])
+    (20 * terms.focal + terms.dice).backward()
+    assert multi.grad is not None
+    assert multi.grad[:, 1].abs().sum() > 0  # the best candidate learns
+    assert multi.grad[:, 0].abs().sum() == 0 and multi.grad[:, 2].abs().sum() == 0
+
+
+def test_iou_supervises_every_candidate_or_only_the_best() -> None:
+    target = torch.ones(1, 1, 2, 2, dtype=torch.bool)
+    multi = torch.stack([torch.full((2, 2), -5.0), torch.full((2, 2), 5.0)])[None]  # IoU 0, 1
+    ious = torch.tensor([[0.0, 0.0]])
+    all_iou = sam_loss(multi, ious, torch.ones(1, 1), target)
+    best_only = sam_loss(
+        multi, ious, torch.ones(1, 1), target, LossWeights(supervise_all_iou=False)
+    )
+    assert float(all_iou.iou) == pytest.approx(0.5)  # mean(|0 - 0|, |0 - 1|)
+    assert float(best_only.iou) == pytest.approx(1.0)  # best is candidate 1 (IoU 1)
+
+
+def test_absent_object_counts_only_the_object_score() -> None:
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    scores = torch.tensor([[2.0], [-1.0]], requires_grad=True)
+    target = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    terms = sam_loss(logits, torch.rand(2, 3), scores, target)
+    assert float(terms.focal) == float(terms.dice) == float(terms.iou) == 0.0
+    # BCE against "absent", averaged over the 2 objects
+    expected = (math.log1p(math.exp(2.0)) + math.log1p(math.exp(-1.0))) / 2
+    assert float(terms.object_score) == pytest.approx(expected, rel=1e-6)
+    terms.total.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() == 0
+    assert scores.grad is not None and scores.grad.abs().sum() > 0
+
+
+def test_mixed_batch_averages_over_all_objects_and_gradients_flow() -> None:
+    target = torch.zeros(2, 1, 6, 6, dtype=torch.bool)
+    target[0, 0, 1:4, 1:4] = True  # object 0 present, object 1 absent
+    logits = torch.randn(2, 1, 6, 6, requires_grad=True)
+    ious = torch.rand(2, 1, requires_grad=True)
+    scores = torch.randn(2, 1, requires_grad=True)
+    terms = sam_loss(logits, ious, scores, target)
+    alone = sam_loss(logits[:1], ious[:1], scores[:1], target[:1])
+    assert float(terms.focal) == pytest.approx(float(alone.focal) / 2, rel=1e-6)
+    terms.total.backward()
+    for t in (logits, ious, scores):
+        assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+    assert logits.grad[1].abs().sum() == 0  # the absent object's mask gets no gradient
+
+
+def test_terms_add_up_and_shapes_are_checked() -> None:
+    logits, target = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2, dtype=torch.bool)
+    one = sam_loss(logits, torch.zeros(1, 1), torch.zeros(1, 1), target)
+    two = one + one
+    assert float(two.total) == pytest.approx(2 * float(one.total))
+    assert two.as_floats()["dice"] == pytest.approx(2 * float(one.dice))
+    with pytest.raises(ValueError, match="target"):
+        sam_loss(logits, torch.zeros(1, 1), torch.zeros(1, 1), target[..., :1])
+
+
+def test_focal_and_dice_reduce_to_candidates() -> None:
+    logits = torch.randn(3, 2, 5, 5)
+    target = torch.rand(3, 2, 5, 5) > 0.5
+    assert sigmoid_focal_loss(logits, target.float()).shape == (3, 2)
+    perfect = torch.where(target, 30.0, -30.0)
+    assert dice_loss(perfect, target.float()).max() < 1e-6
