@@ -164,11 +164,11 @@ class EvalResult:
 def _score_object(
     sequence: str,
     obj_id: int,
-    pred_thw: np.ndarray,
-    gt_thw: np.ndarray,
+    pred_thw: Sequence[np.ndarray] | np.ndarray,
+    gt_thw: Sequence[np.ndarray] | np.ndarray,
     bound_th: float,
 ) -> ObjectScore:
-    """J and F of one object on each of the `[T, H, W]` frames given."""
+    """J and F of one object on each of the T frames given (`[H, W]` masks each)."""
     j = tuple(region_similarity(p, g) for p, g in zip(pred_thw, gt_thw))
     f = tuple(boundary_f_measure(p, g, bound_th) for p, g in zip(pred_thw, gt_thw))
     return ObjectScore(sequence, obj_id, j, f)
@@ -248,22 +248,28 @@ def _evaluate_sequence(
         raise InvalidInputError(f"no predictions for sequence {name!r}: {pred_dir} is missing")
     first = read_palette_png(gt_files[0])
     ids = [int(i) for i in np.unique(first) if i not in (0, VOID_ID)]
-    scored = gt_files[1:-1]
-    gt_ids = np.stack([read_palette_png(f) for f in scored])  # [T, H, W]
-    pred_ids = np.stack([_read_ids(pred_dir / f.name) for f in scored])  # [T, H, W]
-    if pred_ids.shape != gt_ids.shape:
-        raise InvalidInputError(
-            f"sequence {name!r}: predictions have size {pred_ids.shape[1:]} but the annotations "
-            f"{gt_ids.shape[1:]} (height, width); write predictions at the annotation size"
-        )
-    unknown = sorted(set(np.unique(pred_ids).tolist()) - {0, *ids})
+    gt_list, pred_list = [], []
+    for gt_file in gt_files[1:-1]:
+        gt_list.append(read_palette_png(gt_file))
+        pred_list.append(_read_ids(pred_dir / gt_file.name))
+        if pred_list[-1].shape != gt_list[-1].shape:
+            raise InvalidInputError(
+                f"prediction {pred_dir / gt_file.name} has size {pred_list[-1].shape} but its "
+                f"annotation {gt_list[-1].shape} (height, width); write predictions at the "
+                "annotation size"
+            )
+    unknown = sorted(
+        set(np.unique(np.concatenate([p.ravel() for p in pred_list])).tolist()) - {0, *ids}
+    )
     if unknown:
         raise InvalidInputError(
             f"sequence {name!r}: predictions hold object ids {unknown} that are not in the first "
             f"annotation (ids {ids}); use the annotation's ids"
         )
     return tuple(
-        _score_object(name, obj_id, pred_ids == obj_id, gt_ids == obj_id, bound_th)
+        _score_object(
+            name, obj_id, [p == obj_id for p in pred_list], [g == obj_id for g in gt_list], bound_th
+        )
         for obj_id in ids
     )
 
