@@ -1,0 +1,84 @@
+"""`create_app(settings)`: the FastAPI application of `masklet serve`.
+
+Routes add no model logic: they validate requests, then call the same public API a Python
+user would (`ImagePredictor`, `VideoPredictor`, `video.tracking`, `io`). Model work runs on a
+bounded worker pool; sessions and outputs live on disk under the data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from masklet import __version__
+from masklet.server.context import BodyLimitMiddleware, ServerContext
+from masklet.server.errors import install_error_handlers
+from masklet.server.routes import health, images, predictions, sessions, tracking
+from masklet.server.settings import ServerSettings
+
+log = logging.getLogger("masklet.server")
+STATIC_DIR = Path(__file__).parent / "static"
+MIN_SWEEP_SECONDS = 1.0
+MAX_SWEEP_SECONDS = 60.0
+# multipart framing and form fields beside the file: a little slack over the upload limit
+BODY_SLACK_BYTES = 1 << 20
+
+
+def sweep_interval(ttl_seconds: float) -> float:
+    """Sweep often enough that a session outlives its TTL by at most half of it."""
+    return min(max(ttl_seconds / 2, MIN_SWEEP_SECONDS), MAX_SWEEP_SECONDS)
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The app for `settings` (validated: e.g. a non-loopback host needs an API key)."""
+    settings = (settings or ServerSettings()).resolved()
+    settings.validate()
+    context = ServerContext.create(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async def sweeper() -> None:
+            while True:
+                await asyncio.sleep(sweep_interval(settings.session_ttl_seconds))
+                try:
+                    await run_in_threadpool(context.sweep)
+                except Exception:  # a failed sweep must not stop the next one
+                    log.exception("session sweep failed")
+
+        task = asyncio.create_task(sweeper())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await run_in_threadpool(context.close)
+
+    app = FastAPI(
+        title="masklet",
+        version=__version__,
+        description=(
+            "Segment and track anything in images and videos (SAM 2). Masks are COCO RLE; "
+            'errors are `{"error": {"code", "message", "field"}}`; when the server has '
+            "API keys, send `Authorization: Bearer <key>`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    install_error_handlers(app, settings.retry_after_seconds)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_SLACK_BYTES)
+    for module in (health, images, sessions, tracking, predictions):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

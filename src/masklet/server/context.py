@@ -1,0 +1,223 @@
+"""What every request handler shares: settings, the lazily loaded model, the worker pool, the
+session store, the download registry; plus authentication and the request-size limit."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from masklet.server.errors import UnauthorizedError, error_response
+from masklet.server.jobs import WorkerPool
+from masklet.server.sessions import ANONYMOUS, SessionStore, owner_of
+from masklet.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from masklet.modeling.sam2 import SAM2Model
+    from masklet.video.predictor import VideoPredictor
+
+FILE_TOKEN_BYTES = 24
+
+
+class ModelHolder:
+    """Loads the model on first use (so the server starts at once and `/healthz` answers while
+    a checkpoint downloads), then shares it: the model holds no per-request state."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self._settings = settings
+        self._model: SAM2Model | None = None
+        self._video: VideoPredictor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def model(self) -> SAM2Model:
+        with self._lock:
+            if self._model is None:
+                factory = self._settings.model_factory
+                if factory is not None:
+                    self._model = factory(self._settings)
+                else:
+                    from masklet.checkpoints import load_model
+
+                    loaded = load_model(self._settings.model, device=self._settings.device)
+                    self._model = loaded  # type: ignore[assignment]
+            assert self._model is not None  # set just above; narrows the type
+            return self._model
+
+    def video_predictor(self) -> VideoPredictor:
+        """One predictor for every session: its state lives in each session, not in it."""
+        from masklet.video.predictor import VideoPredictor
+
+        model = self.model()
+        with self._lock:
+            if self._video is None:
+                self._video = VideoPredictor(model)
+            return self._video
+
+
+@dataclass
+class _FileEntry:
+    path: Path
+    created: float
+    owned_dir: Path | None  # deleted with the entry (outputs of a prediction); None: a session's
+
+
+class FileStore:
+    """Download links `/v1/files/{token}/{name}` for generated outputs.
+
+    The token is an unguessable capability (like a signed URL), so a browser can follow the link
+    without sending the API key. Links die with their session or after the TTL."""
+
+    def __init__(self, root: Path, ttl_seconds: float) -> None:
+        self.root = root / "outputs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[str, _FileEntry] = {}
+        self._lock = threading.Lock()
+
+    def new_directory(self) -> Path:
+        """A fresh folder for outputs not tied to a session (deleted after the TTL)."""
+        directory = self.root / secrets.token_urlsafe(FILE_TOKEN_BYTES)
+        directory.mkdir()
+        return directory
+
+    def register(self, path: Path, owned_dir: Path | None = None) -> str:
+        token = secrets.token_urlsafe(FILE_TOKEN_BYTES)
+        with self._lock:
+            self._entries[token] = _FileEntry(path, time.monotonic(), owned_dir)
+        return f"/v1/files/{token}/{path.name}"
+
+    def lookup(self, token: str, name: str) -> Path | None:
+        with self._lock:
+            entry = self._entries.get(token)
+        if entry is None or entry.path.name != name or not entry.path.is_file():
+            return None
+        return entry.path
+
+    def sweep(self) -> int:
+        now = time.monotonic()
+        with self._lock:
+            stale = {
+                token: e
+                for token, e in self._entries.items()
+                if not e.path.exists() or now - e.created >= self.ttl_seconds
+            }
+            for token in stale:
+                del self._entries[token]
+        for entry in stale.values():
+            if entry.owned_dir is not None:
+                shutil.rmtree(entry.owned_dir, ignore_errors=True)
+        return len(stale)
+
+
+@dataclass
+class ServerContext:
+    settings: ServerSettings
+    data_dir: Path
+    models: ModelHolder
+    pool: WorkerPool
+    sessions: SessionStore
+    files: FileStore
+
+    @classmethod
+    def create(cls, settings: ServerSettings) -> ServerContext:
+        data_dir = settings.data_dir
+        if data_dir is None:  # create_app resolves it; keep mypy and direct callers honest
+            settings = settings.resolved()
+            data_dir = settings.data_dir
+            assert data_dir is not None
+        return cls(
+            settings=settings,
+            data_dir=data_dir,
+            models=ModelHolder(settings),
+            pool=WorkerPool(settings.workers, settings.queue_size),
+            sessions=SessionStore(data_dir, settings.max_sessions, settings.session_ttl_seconds),
+            files=FileStore(data_dir, settings.session_ttl_seconds),
+        )
+
+    def sweep(self) -> int:
+        return self.sessions.sweep() + self.files.sweep()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.sessions.close_all()
+
+
+def get_context(request: Request) -> ServerContext:
+    ctx: ServerContext = request.app.state.context
+    return ctx
+
+
+_bearer = HTTPBearer(auto_error=False, description="API key (required when keys are configured)")
+
+
+def require_owner(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The owner id of the request's API key; 401 when keys are configured and it is wrong."""
+    keys = get_context(request).settings.api_keys
+    if not keys:
+        return ANONYMOUS
+    if credentials is None or not credentials.credentials:
+        raise UnauthorizedError("missing API key: send the header 'Authorization: Bearer <key>'")
+    given = credentials.credentials.strip()
+    for key in keys:
+        if secrets.compare_digest(given.encode(), key.encode()):
+            return owner_of(key)
+    raise UnauthorizedError("wrong API key")
+
+
+class BodyLimitMiddleware:
+    """Answer 413 for request bodies over `max_bytes`: at once from Content-Length, or as soon
+    as a streamed body passes the limit (nothing more is read)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        mb = self.max_bytes / (1024 * 1024)
+        return (
+            f"the upload is larger than this server's limit of {mb:g} MB; send a smaller file "
+            "or start the server with a larger --max-upload-mb"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = error_response(413, "payload_too_large", self._message())
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # an HTTPException passes through FastAPI's body parsing unchanged
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+Context = Annotated[ServerContext, Depends(get_context)]
+Owner = Annotated[str, Depends(require_owner)]

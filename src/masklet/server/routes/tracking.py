@@ -1,0 +1,297 @@
+"""Prompts, propagation (Server-Sent Events), cancel, clear, remove object, export."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from masklet.errors import InvalidInputError, InvalidPromptError, MaskletError
+from masklet.server.context import Context, Owner, ServerContext
+from masklet.server.errors import with_field
+from masklet.server.exports import export_session
+from masklet.server.jobs import Job, JobCancelledError
+from masklet.server.routes.common import ERROR_RESPONSES
+from masklet.server.routes.sessions import SessionId
+from masklet.server.schemas import (
+    ClearRequest,
+    ExportRequest,
+    ExportResult,
+    FrameEvent,
+    FrameMasks,
+    FramePrompt,
+    PropagateRequest,
+    object_masks,
+)
+from masklet.server.sessions import ServerSession
+
+log = logging.getLogger("masklet.server")
+router = APIRouter(tags=["video sessions"], responses=ERROR_RESPONSES)
+T = TypeVar("T")
+
+
+async def run_locked(
+    ctx: ServerContext, session: ServerSession, work: Callable[[], T], job: Job | None = None
+) -> T:
+    """`work()` on the worker pool while holding the session's lock."""
+
+    def locked() -> T:
+        session.acquire()
+        session.job = job
+        try:
+            return work()
+        finally:
+            session.job = None
+            session.lock.release()
+
+    return await ctx.pool.run(locked)
+
+
+def _check_frame(session: ServerSession, frame: int, field: str = "frame") -> None:
+    if frame >= session.num_frames:
+        raise with_field(
+            InvalidPromptError(
+                f"{field} {frame} is outside the video, which has {session.num_frames} frames "
+                f"(0..{session.num_frames - 1})"
+            ),
+            field,
+        )
+
+
+@router.post("/v1/sessions/{session_id}/prompts", response_model=FrameMasks)
+async def add_prompt(
+    body: FramePrompt,
+    session_id: SessionId,
+    ctx: Context,
+    owner: Owner,
+) -> FrameMasks:
+    """Clicks and / or a box for one object on one frame; returns that frame's masks of every
+    object at once. A prompt on a tracked frame corrects the track (propagate again)."""
+    session = ctx.sessions.get(session_id, owner)
+    _check_frame(session, body.frame)
+    w, h = session.frames.width, session.frames.height
+    for k, (x, y) in enumerate(body.points or []):
+        if x > w or y > h:
+            raise with_field(
+                InvalidPromptError(f"point ({x:g}, {y:g}) is outside the {w}x{h} frame"),
+                f"points[{k}]",
+            )
+    if body.box is not None and (body.box[2] > w or body.box[3] > h):
+        raise with_field(
+            InvalidPromptError(f"box {list(body.box)} is outside the {w}x{h} frame"), "box"
+        )
+    predictor = ctx.models.video_predictor()
+
+    def work() -> FrameMasks:
+        if body.name:
+            predictor.set_object_name(session.video, body.object_id, body.name)
+        frame, ids, logits = predictor.add_new_points_or_box(
+            session.video, body.frame, body.object_id, points=body.points_array(),
+            labels=body.labels_array(), clear_old_points=body.clear_old_points,
+            box=body.box_array(),
+        )  # fmt: skip
+        return FrameMasks(frame=frame, objects=session.store_logits(frame, ids, logits))
+
+    return await run_locked(ctx, session, work)
+
+
+def planned_total(session: ServerSession, body: PropagateRequest) -> tuple[int, int]:
+    """(start frame, frames the propagation will visit), as `tracking.track` orders them."""
+    prompted = [f for t in session.video.objects.values() for f in t.prompted_frames()]
+    if not prompted:
+        raise with_field(
+            InvalidPromptError("add a prompt (POST .../prompts) before propagating"), "prompts"
+        )
+    start = body.start_frame if body.start_frame is not None else min(prompted)
+    _check_frame(session, start, "start_frame")
+    n = session.num_frames
+    span = body.max_frames if body.max_frames is not None else n
+    forward = min(start + span, n - 1) - start + 1
+    backward = start - max(start - span, 0) + 1 if start > 0 else 0
+    total = {"forward": forward, "backward": backward}.get(
+        body.direction, forward + max(backward - 1, 0)
+    )
+    return start, total
+
+
+class _CancellingStream(StreamingResponse):
+    """Cancels its job however the response ends: finished, failed or client gone."""
+
+    def __init__(self, content: AsyncIterator[str], job: Job) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.job = job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.cancel()
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@router.post(
+    "/v1/sessions/{session_id}/propagate",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": (
+        "Server-Sent Events: `frame` (data: FrameEvent) per tracked frame, then one of `done`, "
+        "`cancelled` or `error` ({code, message})"
+    )}},
+)  # fmt: skip
+async def propagate(
+    body: Annotated[PropagateRequest, Body(default_factory=PropagateRequest)],
+    session_id: SessionId,
+    ctx: Context,
+    owner: Owner,
+) -> StreamingResponse:
+    """Track every object through the video; each frame's masks stream as they are computed.
+    Stops on `POST .../cancel` or when the client disconnects."""
+    from masklet.video.tracking import track
+
+    session = ctx.sessions.get(session_id, owner)
+    start, total = planned_total(session, body)
+    predictor = ctx.models.video_predictor()
+    job = Job()
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def emit(item: str | None) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, item)
+
+    def work() -> None:
+        done = 0
+        began = time.monotonic()
+        try:
+            job.check()  # the client may have left while the job waited for a worker
+            session.acquire()
+        except (JobCancelledError, MaskletError) as error:
+            emit(_end_event(error, done))
+            emit(None)
+            return
+        session.job = job
+        try:
+            for result in track(predictor, session.video, body.direction, start, body.max_frames):
+                records = object_masks(result.masks(), result.scores(), result.names)
+                session.store(result.frame_idx, records)
+                done += 1
+                event = FrameEvent(frame=result.frame_idx, done=done, total=total, objects=records)
+                emit(sse("frame", event.model_dump(mode="json")))
+                job.check()
+            emit(sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)}))
+        except (JobCancelledError, MaskletError) as error:
+            emit(_end_event(error, done))
+        except Exception:  # the stream has started: report in-band, keep the server up
+            log.exception("propagation failed")
+            emit(sse("error", {"code": "internal", "message": "propagation failed"}))
+        finally:
+            session.job = None
+            session.lock.release()
+            emit(None)
+
+    ctx.pool.submit(work)  # BusyError (429) here, before any byte is streamed
+
+    async def stream() -> AsyncIterator[str]:
+        yield sse("start", {"total": total, "start": start, "direction": body.direction})
+        while (item := await events.get()) is not None:
+            yield item
+
+    return _CancellingStream(stream(), job)
+
+
+def _end_event(error: BaseException, done: int) -> str:
+    if isinstance(error, JobCancelledError):
+        return sse("cancelled", {"frames": done})
+    return sse("error", {"code": type(error).__name__, "message": str(error)})
+
+
+@router.post("/v1/sessions/{session_id}/cancel", status_code=202)
+def cancel(
+    session_id: SessionId,
+    ctx: Context,
+    owner: Owner,
+) -> dict[str, bool]:
+    """Stop the running propagation or export (it ends after the current frame)."""
+    session = ctx.sessions.get(session_id, owner)
+    job = session.job
+    if job is not None:
+        job.cancel()
+    return {"cancelled": job is not None}
+
+
+@router.post("/v1/sessions/{session_id}/clear", response_model=FrameMasks)
+async def clear(
+    body: ClearRequest,
+    session_id: SessionId,
+    ctx: Context,
+    owner: Owner,
+) -> FrameMasks:
+    """Remove one object's prompts on one frame; returns the frame's masks after it."""
+    session = ctx.sessions.get(session_id, owner)
+    _check_frame(session, body.frame)
+    predictor = ctx.models.video_predictor()
+
+    def work() -> FrameMasks:
+        out = predictor.clear_all_prompts_in_frame(session.video, body.frame, body.object_id)
+        assert out is not None  # need_output=True always returns the frame's masks
+        frame, ids, logits = out
+        return FrameMasks(frame=frame, objects=session.store_logits(frame, ids, logits))
+
+    return await run_locked(ctx, session, work)
+
+
+@router.delete("/v1/sessions/{session_id}/objects/{object_id}", response_model=list[FrameMasks])
+async def remove_object(
+    object_id: int,
+    session_id: SessionId,
+    ctx: Context,
+    owner: Owner,
+) -> list[FrameMasks]:
+    """Remove an object everywhere; returns the updated masks of the frames it had prompts on."""
+    session = ctx.sessions.get(session_id, owner)
+    predictor = ctx.models.video_predictor()
+
+    def work() -> list[FrameMasks]:
+        ids, updated = predictor.remove_object(session.video, object_id, strict=True)
+        session.forget_object(object_id)
+        return [
+            FrameMasks(frame=f, objects=session.store_logits(f, ids, logits))
+            for f, logits in updated
+        ]
+
+    return await run_locked(ctx, session, work)
+
+
+@router.post("/v1/sessions/{session_id}/export", response_model=ExportResult)
+async def export(
+    body: ExportRequest,
+    session_id: SessionId,
+    ctx: Context,
+    owner: Owner,
+) -> ExportResult:
+    """Write the session's masks as an overlay MP4, a zip of id PNGs or COCO JSON; returns a
+    download link (valid while the session lives)."""
+    session = ctx.sessions.get(session_id, owner)
+    if not any(session.masks.values()):
+        raise with_field(
+            InvalidInputError("nothing to export yet: add prompts and propagate first"), "format"
+        )
+    job = Job()
+    path = await run_locked(
+        ctx, session,
+        lambda: export_session(session, body.format, body.rgb_colors(), body.alpha, job.check),
+        job,
+    )  # fmt: skip
+    return ExportResult(format=body.format, url=ctx.files.register(path), frames=session.num_frames)

@@ -1,0 +1,257 @@
+"""Request and response bodies of the HTTP API (they make up the OpenAPI schema).
+
+Coordinates are pixels of the original image / video frame, (x, y) from the top-left corner.
+Masks travel as COCO compressed RLE (`{"size": [H, W], "counts": "..."}`, column-major, as
+`pycocotools.mask.decode` reads it); the web page decodes the same format in JavaScript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from masklet.io.masks import MAX_OBJECT_ID, area, encode_rle, mask_to_box
+
+ObjectId = int
+MAX_POINTS = 512  # clicks per object and frame; more is certainly a client bug
+MAX_OBJECTS = 256
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RLE(BaseModel):
+    size: tuple[int, int] = Field(description="[height, width]")
+    counts: str = Field(description="COCO compressed RLE counts")
+
+
+class ObjectMask(BaseModel):
+    id: int
+    name: str | None = None
+    score: float | None = Field(None, description="predicted IoU (images) or visibility")
+    box: tuple[float, float, float, float] = Field(
+        description="tight box x0, y0, x1, y1 (inclusive pixel indices; zeros when empty)"
+    )
+    area: int = Field(description="foreground pixels")
+    mask: RLE
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class _Clicks(_Strict):
+    points: list[tuple[float, float]] | None = Field(
+        None, max_length=MAX_POINTS, description="[[x, y], ...] clicks in pixels"
+    )
+    labels: list[Literal[0, 1]] | None = Field(
+        None, description="per point: 1 include, 0 exclude (default all 1)"
+    )
+    box: tuple[float, float, float, float] | None = Field(None, description="x1, y1, x2, y2")
+
+    @model_validator(mode="after")
+    def _check(self) -> _Clicks:
+        if self.labels is not None:
+            if self.points is None:
+                raise ValueError("labels were given without points")
+            if len(self.labels) != len(self.points):
+                raise ValueError(f"{len(self.points)} points need {len(self.points)} labels")
+        if self.points is not None and not self.points:
+            raise ValueError("points is empty: give at least one [x, y] or leave it out")
+        for x, y in self.points or []:
+            if x < 0 or y < 0:
+                raise ValueError(f"point ({x:g}, {y:g}) has a negative coordinate")
+        if self.box is not None:
+            x1, y1, x2, y2 = self.box
+            if not (x2 > x1 and y2 > y1):
+                raise ValueError("box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
+        return self
+
+    def points_array(self) -> np.ndarray | None:
+        return None if self.points is None else np.asarray(self.points, np.float32)  # [N, 2]
+
+    def labels_array(self) -> np.ndarray | None:
+        if self.points is None:
+            return None
+        labels = self.labels if self.labels is not None else [1] * len(self.points)
+        return np.asarray(labels, np.int32)  # [N]
+
+    def box_array(self) -> np.ndarray | None:
+        return None if self.box is None else np.asarray(self.box, np.float32)  # [4]
+
+
+class ImageObjectPrompt(_Clicks):
+    id: int = Field(ge=1, le=MAX_OBJECT_ID)
+    name: str | None = Field(None, max_length=200)
+    mask: bool = Field(False, description="the uploaded `mask` file is this object's prompt")
+
+    @model_validator(mode="after")
+    def _need_prompt(self) -> ImageObjectPrompt:
+        if self.points is None and self.box is None and not self.mask:
+            raise ValueError("give at least one of points, box or mask")
+        return self
+
+
+class ImagePrompts(_Strict):
+    """The `prompts` form field of `POST /v1/images:segment`, as JSON."""
+
+    objects: list[ImageObjectPrompt] = Field(min_length=1, max_length=MAX_OBJECTS)
+    multimask: bool = Field(False, description="pick the best of 3 candidate masks")
+    outputs: list[Literal["overlay", "id_mask"]] = Field(
+        default_factory=list,
+        description="extra images returned inline as base64 PNG: a coloured overlay, and/or "
+        "an id mask (pixel value = object id, 8- or 16-bit grayscale)",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> ImagePrompts:
+        ids = [o.id for o in self.objects]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"object ids must be unique, got {ids}")
+        if sum(o.mask for o in self.objects) > 1:
+            raise ValueError("only one object can take the uploaded mask")
+        return self
+
+
+class ImageResult(BaseModel):
+    width: int
+    height: int
+    objects: list[ObjectMask]
+    overlay_png: str | None = Field(None, description="base64 PNG, if asked for")
+    id_mask_png: str | None = Field(None, description="base64 PNG, if asked for")
+
+
+class ObjectInfo(BaseModel):
+    id: int
+    name: str
+
+
+class SessionInfo(BaseModel):
+    id: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    objects: list[ObjectInfo]
+    frames_with_masks: int
+    expires_in_seconds: float
+    busy: bool
+
+
+class FramePrompt(_Clicks):
+    frame: int = Field(ge=0)
+    object_id: int = Field(ge=1, le=MAX_OBJECT_ID)
+    name: str | None = Field(None, max_length=200)
+    clear_old_points: bool = Field(
+        True, description="replace this object's clicks on the frame (False adds to them)"
+    )
+
+    @model_validator(mode="after")
+    def _need_prompt(self) -> FramePrompt:
+        if self.points is None and self.box is None:
+            raise ValueError("give points (with labels) or a box, or both")
+        return self
+
+
+class FrameMasks(BaseModel):
+    frame: int
+    objects: list[ObjectMask]
+
+
+class PropagateRequest(_Strict):
+    direction: Literal["forward", "backward", "both"] = "both"
+    start_frame: int | None = Field(None, ge=0, description="default: first prompted frame")
+    max_frames: int | None = Field(None, ge=1, description="frames per direction (default all)")
+
+
+class FrameEvent(BaseModel):
+    """`data` of each `frame` Server-Sent Event of a propagation."""
+
+    frame: int
+    done: int = Field(description="frames finished so far")
+    total: int = Field(description="frames this propagation will visit")
+    objects: list[ObjectMask]
+
+
+class ClearRequest(_Strict):
+    frame: int = Field(ge=0)
+    object_id: int = Field(ge=1, le=MAX_OBJECT_ID)
+
+
+class RenameRequest(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ExportRequest(_Strict):
+    format: Literal["mp4", "png_zip", "coco"] = Field(
+        description="mp4: overlay video; png_zip: one id-mask PNG per frame; coco: RLE JSON"
+    )
+    colors: dict[int, str] | None = Field(
+        None, description='object id -> "#rrggbb" for the overlay (default palette)'
+    )
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check_colors(self) -> ExportRequest:
+        for obj_id, color in (self.colors or {}).items():
+            if len(color) != 7 or color[0] != "#" or not _is_hex(color[1:]):
+                raise ValueError(f'colors[{obj_id}]: expected "#rrggbb", got {color!r}')
+        return self
+
+    def rgb_colors(self) -> dict[int, tuple[int, int, int]]:
+        return {
+            i: (int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16))
+            for i, c in (self.colors or {}).items()
+        }
+
+
+def _is_hex(text: str) -> bool:
+    return all(ch in "0123456789abcdefABCDEF" for ch in text)
+
+
+class ExportResult(BaseModel):
+    format: str
+    url: str = Field(description="download link, valid while the session lives")
+    frames: int
+
+
+class HealthInfo(BaseModel):
+    status: Literal["ok"]
+    model: str
+    model_loaded: bool
+    sessions: int
+    jobs: int
+
+
+def object_masks(
+    masks: Mapping[int, np.ndarray],
+    scores: Mapping[int, float] | None = None,
+    names: Mapping[int, str] | None = None,
+) -> list[ObjectMask]:
+    """API records of `[H, W]` bool masks, in increasing id order."""
+    out = []
+    for obj_id in sorted(masks):
+        mask = np.asarray(masks[obj_id], dtype=bool)
+        rle = encode_rle(mask)
+        x0, y0, x1, y1 = mask_to_box(mask)
+        out.append(
+            ObjectMask(
+                id=int(obj_id),
+                name=(names or {}).get(obj_id),
+                score=None if scores is None or obj_id not in scores else float(scores[obj_id]),
+                box=(x0, y0, x1, y1),
+                area=area(mask),
+                mask=RLE(size=(rle["size"][0], rle["size"][1]), counts=rle["counts"]),
+            )
+        )
+    return out

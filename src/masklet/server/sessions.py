@@ -1,0 +1,256 @@
+"""Video sessions: an uploaded video, its tracking state and its masks, owned by one API key.
+
+Each session lives in its own folder `<data_dir>/sessions/<id>/` (the upload, `session.json`,
+exports), with an unguessable id from `secrets.token_urlsafe`. Nothing the client sends ever
+becomes part of a path. Sessions that stay idle longer than the TTL are deleted with their
+files, by a background sweep and on access. A per-session lock serialises model work; the
+frames shown in the UI come from a second decoder with its own lock, so scrubbing stays
+responsive while a propagation runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from masklet.errors import BusyError, SessionNotFoundError
+from masklet.io.masks import decode_rle, write_json
+from masklet.server.errors import PayloadTooLargeError
+from masklet.server.jobs import Job
+from masklet.server.schemas import ObjectMask, object_masks
+from masklet.video.frames import FrameSource, VideoFileSource
+from masklet.video.session import VideoSession
+
+SESSION_ID_BYTES = 24  # 192 random bits: ids cannot be guessed or enumerated
+UPLOAD_NAME = "upload.video"  # fixed: the client's file name never touches the filesystem
+META_NAME = "session.json"
+ANONYMOUS = "anonymous"  # owner of every session when no API key is configured
+LOCK_WAIT_SECONDS = 30.0  # longest a request waits for another request on the same session
+
+
+def owner_of(api_key: str | None) -> str:
+    """A stable, non-reversible owner id for an API key (keys are never stored)."""
+    if not api_key:
+        return ANONYMOUS
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
+@dataclass
+class ServerSession:
+    """One open video session.
+
+    masks: frame -> object id -> mask record, the latest result of every frame (prompts and
+        propagation), kept as compact RLE for the UI and for exports.
+    """
+
+    id: str
+    owner: str
+    directory: Path
+    video: VideoSession
+    frames: FrameSource
+    created: float
+    last_access: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    frames_lock: threading.Lock = field(default_factory=threading.Lock)
+    masks: dict[int, dict[int, ObjectMask]] = field(default_factory=dict)
+    job: Job | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def touch(self) -> None:
+        self.last_access = time.monotonic()
+
+    def store(self, frame_idx: int, records: list[ObjectMask]) -> None:
+        self.masks[frame_idx] = {r.id: r for r in records}
+
+    def forget_object(self, obj_id: int) -> None:
+        for records in self.masks.values():
+            records.pop(obj_id, None)
+
+    def frame_masks(self, frame_idx: int) -> dict[int, np.ndarray]:
+        """Object id -> [H, W] bool mask on a frame (empty when nothing was computed there)."""
+        return {
+            i: decode_rle(r.mask.model_dump()) for i, r in self.masks.get(frame_idx, {}).items()
+        }
+
+    def store_logits(self, frame_idx: int, obj_ids: list[int], logits: Any) -> list[ObjectMask]:
+        """Record a frame's masks from [N, 1, H, W] logits; returns the records."""
+        binary = (logits[:, 0] > 0).cpu().numpy()  # [N, 1, H, W] -> [N, H, W]
+        masks = {obj_id: binary[i] for i, obj_id in enumerate(obj_ids)}
+        records = object_masks(masks, names=self.video.names)
+        self.store(frame_idx, records)
+        return records
+
+    def acquire(self, timeout: float = LOCK_WAIT_SECONDS) -> None:
+        if not self.lock.acquire(timeout=timeout):
+            raise BusyError(
+                f"session {self.id} is busy with another request (a propagation?); cancel it "
+                "or retry shortly"
+            )
+
+    def close(self) -> None:
+        self.video.source.close()
+        self.frames.close()
+
+
+class SessionStore:
+    """Open sessions by id, with a maximum count and an idle TTL."""
+
+    def __init__(self, root: Path, max_sessions: int, ttl_seconds: float) -> None:
+        self.root = root / "sessions"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_sessions = max_sessions
+        self.ttl_seconds = ttl_seconds
+        self._sessions: dict[str, ServerSession] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def new_directory(self, owner: str) -> tuple[str, Path]:
+        """Reserve an id and its folder (raises BusyError when the maximum is reached)."""
+        self.sweep()
+        with self._lock:
+            if len(self._sessions) >= self.max_sessions:
+                raise BusyError(
+                    f"{self.max_sessions} video sessions are open, the server's maximum; delete "
+                    "one (DELETE /v1/sessions/{id}) or wait for idle ones to expire"
+                )
+        session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        directory = self.root / session_id
+        directory.mkdir(parents=False)
+        return session_id, directory
+
+    def open(
+        self,
+        session_id: str,
+        owner: str,
+        directory: Path,
+        make_video: Callable[[Path], VideoSession],
+        max_frames: int,
+    ) -> ServerSession:
+        """Open the uploaded video in `directory` and register the session.
+
+        Removes the folder and re-raises when the video cannot be used."""
+        path = directory / UPLOAD_NAME
+        try:
+            sniff_video(path)
+            frames = VideoFileSource(path)
+            if frames.num_frames > max_frames:
+                frames.close()
+                raise PayloadTooLargeError(
+                    f"the video has {frames.num_frames} frames; this server accepts at most "
+                    f"{max_frames} (trim it or raise --max-video-frames)"
+                )
+            video = make_video(path)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        now = time.monotonic()
+        session = ServerSession(session_id, owner, directory, video, frames, now, now)
+        write_json(directory / META_NAME, {
+            "id": session_id, "owner": owner, "created_unix": time.time(),
+            "num_frames": session.num_frames, "fps": frames.fps,
+            "width": frames.width, "height": frames.height,
+        })  # fmt: skip
+        with self._lock:
+            if len(self._sessions) >= self.max_sessions:
+                session.close()
+                shutil.rmtree(directory, ignore_errors=True)
+                raise BusyError(f"{self.max_sessions} video sessions are open, the maximum")
+            self._sessions[session_id] = session
+        return session
+
+    def get(self, session_id: str, owner: str) -> ServerSession:
+        """The session, if it exists, belongs to `owner` and has not expired (else 404)."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None or not secrets.compare_digest(session.owner, owner):
+            raise SessionNotFoundError(f"no session {session_id!r} (it may have expired)")
+        if self._expired(session, time.monotonic()) and self._remove(session, wait=False):
+            raise SessionNotFoundError(f"session {session_id!r} expired and was deleted")
+        session.touch()
+        return session
+
+    def delete(self, session_id: str, owner: str) -> None:
+        session = self.get(session_id, owner)
+        if session.job is not None:
+            session.job.cancel()
+        if not self._remove(session, wait=True):
+            raise BusyError(f"session {session_id} is busy; retry the delete shortly")
+
+    def sweep(self) -> int:
+        """Delete expired sessions that are not busy; returns how many were deleted."""
+        now = time.monotonic()
+        with self._lock:
+            expired = [s for s in self._sessions.values() if self._expired(s, now)]
+        return sum(self._remove(s, wait=False) for s in expired)
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            if session.job is not None:
+                session.job.cancel()
+            self._remove(session, wait=True)
+
+    def _expired(self, session: ServerSession, now: float) -> bool:
+        return now - session.last_access >= self.ttl_seconds
+
+    def _remove(self, session: ServerSession, wait: bool) -> bool:
+        """Unregister, close and delete a session's files; False when it is busy."""
+        if not session.lock.acquire(timeout=LOCK_WAIT_SECONDS if wait else 0):
+            return False
+        try:
+            with self._lock:
+                if self._sessions.get(session.id) is not session:
+                    return True  # removed by someone else meanwhile
+                del self._sessions[session.id]
+            with session.frames_lock:
+                session.close()
+            shutil.rmtree(session.directory, ignore_errors=True)
+            return True
+        finally:
+            session.lock.release()
+
+
+# -- sniffing ---------------------------------------------------------------------------------
+
+_SNIFF_BYTES = 512
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")  # ISO BMFF / QuickTime
+_MPEG_TS_SYNC, _MPEG_TS_PACKET = 0x47, 188
+
+
+def sniff_video(path: Path) -> str:
+    """The container family of a file judged by its first bytes (never by a name).
+
+    Raises InvalidInputError for anything that is not MP4/MOV, Matroska/WebM, AVI or MPEG."""
+    from masklet.errors import InvalidInputError
+
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if len(head) >= 8 and head[4:8] in _MP4_BOXES:
+        return "mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if head.startswith(b"\x00\x00\x01\xba") or head.startswith(b"\x00\x00\x01\xb3"):
+        return "mpeg"
+    if len(head) > _MPEG_TS_PACKET and head[0] == head[_MPEG_TS_PACKET] == _MPEG_TS_SYNC:
+        return "mpegts"
+    raise InvalidInputError(
+        "the uploaded file is not a video this server reads: expected MP4/MOV, MKV/WebM, AVI "
+        f"or MPEG data, got a file starting with {head[:8].hex(' ')!r}"
+    )

@@ -1,0 +1,151 @@
+"""Server settings: one frozen dataclass, filled from command-line flags and MASKLET_* variables.
+
+Limits are generous by default (the reference demo caps uploads at 70 MB / 10 s; we allow far
+more) and every one can be changed. Binding to anything but a loopback address without an API
+key is refused: a model server open to the network must not be usable by anyone who finds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from masklet.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from masklet.modeling.sam2 import SAM2Model
+
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+ENV_PREFIX = "MASKLET_"
+LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+ModelFactory = Callable[["ServerSettings"], "SAM2Model"]
+
+
+def default_data_dir() -> Path:
+    """A per-process folder under the user cache (XDG_CACHE_HOME or ~/.cache)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = cache / "masklet" / "server"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="data-", dir=root))
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything `create_app` needs.
+
+    model: an official model name or a checkpoint path (see `masklet models`).
+    data_dir: uploads, session files and outputs live here (None: a fresh folder in the cache).
+    api_keys: accepted `Authorization: Bearer` keys; each key sees only its own sessions.
+    max_upload_mb: largest request body; max_video_frames: longest video accepted.
+    max_sessions: open video sessions at once; session_ttl_seconds: idle time before a
+        session and its files are deleted.
+    workers: threads running model work; queue_size: jobs that may wait for a worker before
+        requests are answered 429.
+    model_factory: builds the model on first use (tests inject a tiny random model); None
+        loads `model` with `masklet.checkpoints.load_model`.
+    """
+
+    model: str = DEFAULT_MODEL
+    device: str | None = None
+    data_dir: Path | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    api_keys: tuple[str, ...] = ()
+    max_upload_mb: float = 2048.0
+    max_video_frames: int = 20_000
+    max_sessions: int = 16
+    session_ttl_seconds: float = 3600.0
+    workers: int = 1
+    queue_size: int = 8
+    retry_after_seconds: int = 2
+    model_factory: ModelFactory | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    def validate(self) -> None:
+        """Raise `InvalidInputError` for settings the server must not start with."""
+        if not self.is_loopback and not self.api_keys:
+            raise InvalidInputError(
+                f"binding to {self.host!r} exposes the server to the network: give an API key "
+                "with --api-key or MASKLET_API_KEY, or bind to 127.0.0.1"
+            )
+        for key in self.api_keys:
+            if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key):
+                raise InvalidInputError(
+                    f"API keys must be at least {MIN_KEY_LENGTH} characters without spaces; "
+                    "make one with: python -c 'import secrets; print(secrets.token_urlsafe())'"
+                )
+        positive = ("max_upload_mb", "max_video_frames", "max_sessions", "workers", "queue_size")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.session_ttl_seconds < 0:
+            raise InvalidInputError(
+                f"session_ttl_seconds must be >= 0, got {self.session_ttl_seconds}"
+            )
+
+    def resolved(self) -> ServerSettings:
+        """These settings with a data directory chosen and created."""
+        data_dir = Path(self.data_dir) if self.data_dir is not None else default_data_dir()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return replace(self, data_dir=data_dir.resolve())
+
+
+MIN_KEY_LENGTH = 8  # shorter keys are guessable
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost may resolve anywhere
+        return False
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "port": int,
+    "max_upload_mb": float,
+    "max_video_frames": int,
+    "max_sessions": int,
+    "session_ttl_seconds": float,
+    "workers": int,
+    "queue_size": int,
+    "retry_after_seconds": int,
+    "data_dir": Path,
+    "api_keys": lambda text: tuple(k.strip() for k in text.split(",") if k.strip()),
+}
+_ENV_NAMES = {"api_keys": "API_KEY"}  # MASKLET_API_KEY=k1,k2 reads naturally
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
+    """Settings from MASKLET_<FIELD> variables (e.g. MASKLET_MAX_UPLOAD_MB, MASKLET_API_KEY),
+    then `overrides` (flags that were given; None values are ignored)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(ServerSettings):
+        if f.name == "model_factory":
+            continue
+        name = ENV_PREFIX + _ENV_NAMES.get(f.name, f.name.upper())
+        if name in env and env[name] != "":
+            convert = _CONVERTERS.get(f.name, str)
+            try:
+                values[f.name] = convert(env[name])
+            except ValueError as error:
+                raise InvalidInputError(f"{name}={env[name]!r} is not valid: {error}") from error
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return ServerSettings(**values)
