@@ -68,10 +68,11 @@ def test_absent_object_counts_only_the_object_score() -> None:
     scores = torch.tensor([[2.0], [-1.0]], requires_grad=True)
     target = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
     terms = sam_loss(logits, torch.rand(2, 3), scores, target)
-    assert float(terms.focal) == float(terms.dice) == float(terms.iou) == 0.0
+    values = terms.as_floats()
+    assert values["focal"] == values["dice"] == values["iou"] == 0.0
     # BCE against "absent", averaged over the 2 objects
     expected = (math.log1p(math.exp(2.0)) + math.log1p(math.exp(-1.0))) / 2
-    assert float(terms.object_score) == pytest.approx(expected, rel=1e-6)
+    assert values["object_score"] == pytest.approx(expected, rel=1e-6)
     terms.total.backward()
     assert logits.grad is not None and logits.grad.abs().sum() == 0
     assert scores.grad is not None and scores.grad.abs().sum() > 0
@@ -85,7 +86,7 @@ def test_mixed_batch_averages_over_all_objects_and_gradients_flow() -> None:
     scores = torch.randn(2, 1, requires_grad=True)
     terms = sam_loss(logits, ious, scores, target)
     alone = sam_loss(logits[:1], ious[:1], scores[:1], target[:1])
-    assert float(terms.focal) == pytest.approx(float(alone.focal) / 2, rel=1e-6)
+    assert terms.as_floats()["focal"] == pytest.approx(alone.as_floats()["focal"] / 2, rel=1e-6)
     terms.total.backward()
     for t in (logits, ious, scores):
         assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
