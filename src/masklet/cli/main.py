@@ -13,7 +13,7 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from masklet.cli import image, models
+    from masklet.cli import image, models, serve
 
     parser = argparse.ArgumentParser(
         prog="masklet", description="Segment and track anything in images and videos (SAM 2)."
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     image.add_parser(sub)
     models.add_parsers(sub)
+    serve.add_parser(sub)
     try:
         video = importlib.import_module("masklet.cli.video")
     except ImportError:  # the video command lands separately

@@ -1,0 +1,65 @@
+"""`masklet serve`: the HTTP API and the web page (FastAPI + uvicorn).
+
+Every flag can also come from a MASKLET_* environment variable (flags win), e.g.
+MASKLET_API_KEY, MASKLET_DATA_DIR, MASKLET_MAX_UPLOAD_MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from masklet.errors import InvalidInputError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run the HTTP API and the web page")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    model = p.add_argument_group("model")
+    choice = model.add_mutually_exclusive_group()
+    choice.add_argument("--model", default=None, help="model name (default sam2.1_hiera_tiny)")
+    choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
+    model.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
+    p.add_argument("--data-dir", default=None, help="uploads and outputs (default: in the cache)")
+    p.add_argument(
+        "--api-key", action="append", default=None, metavar="KEY",
+        help="accepted bearer key (repeatable); required when --host is not a loopback address",
+    )  # fmt: skip
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-upload-mb", type=float, default=None, help="default 2048")
+    limits.add_argument("--max-video-frames", type=int, default=None, help="default 20000")
+    limits.add_argument("--max-sessions", type=int, default=None, help="default 16")
+    limits.add_argument("--session-ttl", type=float, default=None, metavar="SECONDS",
+                        help="idle time before a session is deleted (default 3600)")  # fmt: skip
+    limits.add_argument("--workers", type=int, default=None, help="model threads (default 1)")
+    limits.add_argument("--queue-size", type=int, default=None,
+                        help="jobs that may wait before requests get 429 (default 8)")  # fmt: skip
+    p.set_defaults(run=run)
+
+
+def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from masklet.server.settings import settings_from_env
+
+    return settings_from_env(
+        host=args.host, port=args.port, model=args.checkpoint or args.model, device=args.device,
+        data_dir=args.data_dir, api_keys=tuple(args.api_key) if args.api_key else None,
+        max_upload_mb=args.max_upload_mb, max_video_frames=args.max_video_frames,
+        max_sessions=args.max_sessions, session_ttl_seconds=args.session_ttl,
+        workers=args.workers, queue_size=args.queue_size,
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from masklet.server.app import create_app
+    except ImportError as error:
+        raise InvalidInputError(
+            f"masklet serve needs the server extra: pip install 'masklet[server]' ({error})"
+        ) from None
+    settings = settings_from_args(args)
+    app = create_app(settings)  # validates: refuses a public host without an API key
+    print(f"masklet serve: http://{settings.host}:{settings.port}/ (API docs at /docs)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0
