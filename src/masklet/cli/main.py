@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         video.add_parser(sub)
+    try:
+        evaluation = importlib.import_module("masklet.cli.eval")
+    except ImportError:  # the eval command lands separately
+        pass
+    else:
+        evaluation.add_parser(sub)
     return parser
 
 
