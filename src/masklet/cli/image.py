@@ -1,18 +1,27 @@
-"""`masklet image INPUT --point X,Y[,LABEL] ... --box X1,Y1,X2,Y2 ...`
+"""`masklet image INPUT --point X,Y[,LABEL] ... --box X1,Y1,X2,Y2 ... --text "a dog."`
 
 Each `--box` is one object; `--point`s go with the single box if there is one, or form one
-object on their own. Writes an overlay, an id-valued mask PNG and COCO RLE JSON.
+object on their own. `--text` adds one object per box GroundingDINO finds for its phrases,
+numbered after the click/box objects and named with their phrase. Writes an overlay, an
+id-valued mask PNG and COCO RLE JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from masklet.cli.common import add_model_options, load_model_from_args
+from masklet.cli.text_options import add_text_options, load_detector_from_args
 from masklet.errors import InvalidPromptError
+
+if TYPE_CHECKING:
+    from masklet.image_predictor import ImagePredictor
+    from masklet.text.detector import Detector
+    from masklet.text.image import TextObject
 
 
 @dataclass(frozen=True)
@@ -43,18 +52,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--masks", default=None, metavar="PNG", help="mask whose pixel value = object id"
     )
     p.add_argument("--json", default=None, metavar="JSON", help="COCO RLE masks with scores, boxes")
+    add_text_options(p)
     add_model_options(p)
     p.set_defaults(run=run)
 
 
-def parse_objects(points: list[str], boxes: list[str]) -> list[ImageObject]:
-    """Group the command-line prompts into objects (validated, not yet bound to an image)."""
+def parse_objects(points: list[str], boxes: list[str], has_text: bool = False) -> list[ImageObject]:
+    """Group the command-line prompts into objects (validated, not yet bound to an image).
+    With `has_text` (a --text prompt), no clicks or boxes is fine."""
     from masklet.prompts import parse_box, parse_point
 
     parsed_points = [parse_point(p) for p in points]
     parsed_boxes = [np.array(parse_box(b), dtype=np.float32) for b in boxes]
     if not parsed_points and not parsed_boxes:
-        raise InvalidPromptError("give at least one --point X,Y[,LABEL] or --box X1,Y1,X2,Y2")
+        if has_text:
+            return []
+        raise InvalidPromptError(
+            'give at least one --point X,Y[,LABEL], --box X1,Y1,X2,Y2 or --text "a dog."'
+        )
     if parsed_points and len(parsed_boxes) > 1:
         raise InvalidPromptError(
             "--point with several --box is ambiguous (which box does a click refine?); "
@@ -86,12 +101,14 @@ def run(args: argparse.Namespace) -> int:
     from masklet.io.masks import id_mask, objects_to_coco, write_id_png, write_json
     from masklet.io.overlay import draw_overlay
 
-    objects = parse_objects(args.point, args.box)
+    objects = parse_objects(args.point, args.box, has_text=args.text is not None)
     image = read_image(args.input)
     h, w = image.shape[:2]
     for obj in objects:
         _check_on_image(obj, w, h)
     mask_prompt = read_mask(args.mask_input, size=(h, w)) if args.mask_input else None
+    # the detector loads first: a missing GroundingDINO fails before the SAM 2 model loads
+    detector = load_detector_from_args(args) if args.text is not None else None
 
     model = load_model_from_args(args)
     predictor = ImagePredictor(model)
@@ -113,17 +130,50 @@ def run(args: argparse.Namespace) -> int:
             f"object {obj.obj_id}: {int(masks[obj.obj_id].sum())} px, "
             f"predicted IoU {scores[obj.obj_id]:.3f}"
         )
+    names: dict[int, str] = {}
+    detection_scores: dict[int, float] = {}
+    if detector is not None:
+        for t in _segment_text(args, predictor, image, detector, first_id=len(objects) + 1):
+            masks[t.obj_id], scores[t.obj_id] = t.mask, t.mask_iou
+            names[t.obj_id], detection_scores[t.obj_id] = t.label, t.score
+            print(
+                f"object {t.obj_id} ({t.label}, detection score {t.score:.2f}): "
+                f"{int(t.mask.sum())} px, predicted IoU {t.mask_iou:.3f}"
+            )
     clicks = _clicks(objects)
     if args.output:
         write_image(args.output, draw_overlay(image, masks, points=clicks))
     if args.masks:
         write_id_png(args.masks, id_mask(masks, (h, w), scores=scores))
     if args.json:
+        records = objects_to_coco(masks, scores=scores, names=names)
+        for record in records:
+            if record["id"] in detection_scores:
+                record["detection_score"] = detection_scores[record["id"]]
         write_json(args.json, {
             "image": {"file_name": str(args.input), "height": h, "width": w},
-            "annotations": objects_to_coco(masks, scores=scores),
+            "annotations": records,
         })  # fmt: skip
     return 0
+
+
+def _segment_text(
+    args: argparse.Namespace,
+    predictor: ImagePredictor,
+    image: np.ndarray,
+    detector: Detector,
+    first_id: int,
+) -> list[TextObject]:
+    from masklet.text.image import segment_text
+
+    found = segment_text(
+        predictor, image, args.text, detector, box_threshold=args.box_threshold,
+        text_threshold=args.text_threshold, max_objects=args.max_objects, first_id=first_id,
+        image_is_set=True,
+    )  # fmt: skip
+    if not found:
+        print(f"text: nothing found for {args.text!r} above box threshold {args.box_threshold}")
+    return found
 
 
 def _check_on_image(obj: ImageObject, w: int, h: int) -> None:
