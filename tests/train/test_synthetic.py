@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -106,6 +107,18 @@ def test_photos_are_used_when_available() -> None:
     assert len(textures.photos()) >= 5
     crop = textures.photo_crop(20, 30, np.random.default_rng(0))
     assert crop is not None and crop.shape == (20, 30, 3) and crop.dtype == np.uint8
+
+
+def test_without_scikit_image_textures_are_procedural(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "skimage", None)  # `import skimage` raises ImportError
+    textures.photos.cache_clear()
+    try:
+        assert textures.photos() == ()
+        assert textures.photo_crop(8, 8, np.random.default_rng(0)) is None
+        video = make_video(7, SMALL)  # still a full video, from patterns only
+        assert video.frames.shape == (8, 48, 64, 3) and video.masks[0].any()
+    finally:
+        textures.photos.cache_clear()
 
 
 def test_make_image() -> None:

@@ -46,7 +46,7 @@ def photos() -> tuple[np.ndarray, ...]:
     for name in PHOTO_NAMES:
         try:
             image = np.asarray(getattr(data, name)())
-        except Exception:  # noqa: BLE001 - a sample missing from this scikit-image version
+        except Exception:  # a sample this scikit-image version lacks or must download
             continue
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
