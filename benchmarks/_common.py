@@ -183,14 +183,17 @@ def proc_status_mib(field: str) -> float:
     return float("nan")
 
 
+try:
+    import psutil  # type: ignore[import-untyped]
+except ImportError:  # optional: /proc/self/status gives the same figure on Linux
+    psutil = None
+
+
 def rss_mib() -> float:
     """Resident set size of this process now, in MiB (psutil if installed, else /proc)."""
-    try:
-        import psutil  # type: ignore[import-untyped]
-
+    if psutil is not None:
         return float(psutil.Process().memory_info().rss) / KIB_PER_MIB**2
-    except ImportError:
-        return proc_status_mib("VmRSS")
+    return proc_status_mib("VmRSS")
 
 
 def peak_rss_mib() -> float:
