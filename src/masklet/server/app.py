@@ -39,8 +39,9 @@ def sweep_interval(ttl_seconds: float) -> float:
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The app for `settings` (validated: e.g. a non-loopback host needs an API key)."""
-    settings = (settings or ServerSettings()).resolved()
-    settings.validate()
+    settings = settings or ServerSettings()
+    settings.validate()  # before anything is created on disk
+    settings = settings.resolved()
     context = ServerContext.create(settings)
 
     @contextlib.asynccontextmanager
