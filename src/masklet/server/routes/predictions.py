@@ -174,14 +174,17 @@ def _run(ctx: ServerContext, directory: Path, inputs: PredictionInput) -> list[P
 
     video_path = directory / VIDEO_NAME
     try:
-        sniff_video(video_path)
         parsed = parse_click_strings(
             inputs.click_coordinates, inputs.click_labels, inputs.click_frames,
             inputs.click_object_ids or None,
         )  # fmt: skip
-        source = VideoFileSource(video_path)
     except MaskletError as error:
         raise _tag(error, video_path) from None
+    try:
+        sniff_video(video_path)
+        source = VideoFileSource(video_path)
+    except MaskletError as error:
+        raise _tag(error, video_path, "input.input_video") from None
     try:
         n = len(source)
         if n > ctx.settings.max_video_frames:
@@ -231,10 +234,12 @@ def _run(ctx: ServerContext, directory: Path, inputs: PredictionInput) -> list[P
         source.close()
 
 
-def _tag(error: MaskletError, video_path: Path) -> MaskletError:
+def _tag(error: MaskletError, video_path: Path, field: str | None = None) -> MaskletError:
+    """The error with the server's path hidden and the input field it concerns."""
     message = str(error).replace(str(video_path), "input_video")
-    field = "input.input_video" if "input_video" in message else "input.click_coordinates"
-    for name in ("click_labels", "click_frames", "click_object_ids", "click_coordinates"):
-        if message.startswith(name):
-            field = f"input.{name}"
-    return with_field(type(error)(message), field)  # type: ignore[arg-type]
+    if field is None:
+        field = "input.click_coordinates"
+        for name in ("click_labels", "click_frames", "click_object_ids"):
+            if message.startswith(name):
+                field = f"input.{name}"
+    return with_field(type(error)(message), field)
