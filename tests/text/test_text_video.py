@@ -190,3 +190,17 @@ def test_backward_from_frame_zero_yields_frame_zero(predictor: VideoPredictor) -
 def test_bad_arguments(predictor: VideoPredictor, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         run(predictor, video(enter=0), ScriptedDetector(bright_squares), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("detect_frame", "direction", "frames"),
+    [(2, "forward", [2, 3, 4, 5]), (5, "backward", [5, 4, 3, 2]), (1, "both", [1, 2, 3, 4, 0])],
+)
+def test_max_frames_bounds_each_direction(
+    predictor: VideoPredictor, detect_frame: int, direction: str, frames: list[int]
+) -> None:
+    results, _ = run(
+        predictor, video(enter=0), ScriptedDetector(bright_squares), detect_frame=detect_frame,
+        direction=direction, max_frames=3, redetect_every=2,
+    )  # fmt: skip
+    assert [r.frame_idx for r in results] == frames

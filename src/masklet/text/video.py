@@ -89,22 +89,29 @@ def track_with_text(
     text_threshold: float = DEFAULT_TEXT_THRESHOLD,
     max_objects: int | None = None,
     direction: Direction = "forward",
+    max_frames: int | None = None,
 ) -> Iterator[FrameResult]:
     """Find the objects `text` names and track them; yields one `FrameResult` per frame in
-    tracking order. Object names ("dog_1") are in `FrameResult.names` and `session.names`."""
+    tracking order. Object names ("dog_1") are in `FrameResult.names` and `session.names`.
+
+    max_frames: track at most this many frames beyond `detect_frame` in each direction
+    (as `VideoPredictor.propagate`'s max_frame_num_to_track)."""
     opts = TextTrackingOptions(
         text, box_threshold, text_threshold, redetect_every, new_object_iou, max_objects
     )
     num_frames = _check(session, opts, detect_frame, direction)
+    if max_frames is not None and max_frames < 0:
+        raise InvalidInputError(f"max_frames must be >= 0 (or None), got {max_frames}")
+    span = num_frames if max_frames is None else max_frames
     state = _TextObjects(next_id=max(session.obj_ids, default=0) + 1)
     forward = direction in ("forward", "both")
     if forward:
-        yield from _pass(predictor, session, detector, opts, state, detect_frame, num_frames,
+        yield from _pass(predictor, session, detector, opts, state, detect_frame, span,
                          reverse=False, detect_first=True, yield_first=True)  # fmt: skip
     if direction == "backward" or (direction == "both" and detect_frame > 0):
         late = [i for i, f in state.first_frame.items() if f != detect_frame]
         with _detached(session, late):
-            yield from _pass(predictor, session, detector, opts, state, detect_frame, num_frames,
+            yield from _pass(predictor, session, detector, opts, state, detect_frame, span,
                              reverse=True, detect_first=not forward, yield_first=not forward)  # fmt: skip
 
 
@@ -140,15 +147,17 @@ def _pass(
     opts: TextTrackingOptions,
     state: _TextObjects,
     start: int,
-    num_frames: int,
+    span: int,
     reverse: bool,
     detect_first: bool,
     yield_first: bool,
 ) -> Iterator[FrameResult]:
-    """Track from `start` to the end (or frame 0 when reverse) in segments between detection
-    rounds; each segment is propagated only after its first frame's new objects were added."""
-    last = 0 if reverse else num_frames - 1
-    step = opts.redetect_every or num_frames
+    """Track from `start` over `span` more frames (clipped to the video) in segments between
+    detection rounds; each segment is propagated only after its first frame's new objects
+    were added."""
+    n = session.num_frames or 0
+    last = max(start - span, 0) if reverse else min(start + span, n - 1)
+    step = opts.redetect_every or n
     seg_start = start
     previous: FrameResult | None = None  # the frame tracked last, for overlap decisions
     first = True
@@ -156,8 +165,9 @@ def _pass(
         if detect_first or not first:
             _detect_round(predictor, session, detector, opts, state, seg_start, previous)
         if reverse:
-            seg_end = max(seg_start - step + 1, 0)
-            seg_end = 0 if seg_end == 1 else seg_end  # no round may start on frame 0 backwards
+            seg_end = max(seg_start - step + 1, last)
+            if last == 0 and seg_end == 1:
+                seg_end = 0  # no round may start on frame 0 backwards
         else:
             seg_end = min(seg_start + step - 1, last)
         for result in _segment(predictor, session, seg_start, seg_end, reverse):
