@@ -70,8 +70,8 @@ def frame_to_tensor(frame: np.ndarray, image_size: int) -> Tensor:
     """[H, W, 3] uint8 RGB -> [3, S, S] normalised model input, the way SAM 2 loads video
     frames (PIL resize to S x S with its default bicubic filter, rounded to uint8), so video
     results equal the reference's on the same frames."""
-    resized = np.asarray(Image.fromarray(frame).resize((image_size, image_size)))
-    x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float() / 255.0
+    resized = np.array(Image.fromarray(frame).resize((image_size, image_size)))
+    x = torch.from_numpy(resized).permute(2, 0, 1).float() / 255.0
     mean = torch.tensor(MEAN).view(3, 1, 1)
     std = torch.tensor(STD).view(3, 1, 1)
     return (x - mean) / std

@@ -1,0 +1,172 @@
+"""VideoPredictor behaviour beyond parity: bounded memory, batching, live input, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from masklet.errors import InvalidPromptError, SessionNotFoundError
+from masklet.modeling.sam2 import build_model
+from masklet.video.predictor import VideoPredictor
+from masklet.video.tracking import track
+from tests.parity.reference import perturbed_state_dict, small_config
+
+H, W = 48, 64
+
+
+@pytest.fixture(scope="module")
+def model():  # type: ignore[no-untyped-def]
+    m = build_model(small_config("sam2.1_hiera_tiny", image_size=128))
+    m.load_state_dict(perturbed_state_dict(m, seed=1))
+    return m
+
+
+def frames(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = rng.integers(0, 60, (n, H, W, 3), dtype=np.uint8)
+    for t in range(n):
+        x = (2 * t) % (W - 16)
+        out[t, 10:26, x : x + 16] = (230, 50, 50)
+    return out
+
+
+def run(predictor: VideoPredictor, video: np.ndarray, window, reverse_from: int | None = None):  # type: ignore[no-untyped-def]
+    s = predictor.init_state(video, memory_window=window)
+    predictor.add_new_points_or_box(s, 0, 1, points=[[8, 18]], labels=[1])
+    predictor.add_new_points_or_box(s, 5, 2, box=[20, 5, 50, 40])
+    results = {f: m.clone() for f, _, m in predictor.propagate_in_video(s)}
+    back = {}
+    if reverse_from is not None:
+        back = {
+            f: m.clone()
+            for f, _, m in predictor.propagate_in_video(
+                s, start_frame_idx=reverse_from, reverse=True
+            )
+        }
+    return s, results, back
+
+
+@pytest.fixture(scope="module")
+def short_memory_model():  # type: ignore[no-untyped-def]
+    """A short memory (3 frames, 4 pointers): short videos already exercise pruning and the
+    pointer encoding's normalisation."""
+    cfg = dataclasses.replace(
+        small_config("sam2.1_hiera_tiny", image_size=64), num_maskmem=3, max_obj_ptrs_in_encoder=4
+    )
+    m = build_model(cfg)
+    m.load_state_dict(perturbed_state_dict(m, seed=2))
+    return m
+
+
+def test_bounded_memory_gives_the_same_masks_as_keeping_everything(short_memory_model) -> None:  # type: ignore[no-untyped-def]
+    predictor = VideoPredictor(short_memory_model, fill_hole_area=0)
+    n = 20
+    video = frames(n)
+    s_bounded, fwd_b, back_b = run(predictor, video, "auto", reverse_from=5)
+    s_all, fwd_a, back_a = run(predictor, video, None, reverse_from=5)
+    assert fwd_b.keys() == fwd_a.keys() == set(range(n))
+    for f in fwd_a:
+        assert torch.equal(fwd_b[f], fwd_a[f]), f
+    for f in back_a:
+        assert torch.equal(back_b[f], back_a[f]), f
+    window = predictor.default_memory_window()
+    # per object: its conditioning frame, the window around it and around the frontier
+    assert s_bounded.stored_outputs() <= 2 * (3 * window + 3)
+    assert s_all.stored_outputs() == 2 * n  # every object is tracked on every frame
+
+
+def test_batched_objects_equal_objects_tracked_alone(model) -> None:  # type: ignore[no-untyped-def]
+    predictor = VideoPredictor(model, fill_hole_area=0)
+    video = frames(8)
+    prompts = {
+        1: dict(points=[[8, 18]], labels=[1]),
+        2: dict(box=[20, 5, 50, 40]),
+        3: dict(points=[[50, 40]], labels=[1]),
+    }
+    together = predictor.init_state(video)
+    for obj_id, p in prompts.items():
+        predictor.add_new_points_or_box(together, 0, obj_id, **p)
+    joint = {f: m for f, _, m in predictor.propagate_in_video(together)}
+    for i, (obj_id, p) in enumerate(prompts.items()):
+        alone = predictor.init_state(video)
+        predictor.add_new_points_or_box(alone, 0, obj_id, **p)
+        for f, ids, m in predictor.propagate_in_video(alone):
+            assert ids == [obj_id]
+            assert torch.allclose(m[0], joint[f][i], atol=1e-4), (obj_id, f)
+
+
+def test_live_frames_match_a_known_video(short_memory_model) -> None:  # type: ignore[no-untyped-def]
+    # pointer distances are normalised by min(num_frames, max_obj_ptrs); a live stream has no
+    # length, so it equals a known video once that is at least max_obj_ptrs (4 here) frames
+    predictor = VideoPredictor(short_memory_model)
+    video = frames(6)
+    offline = predictor.init_state(video)
+    predictor.add_new_points_or_box(offline, 0, 1, points=[[8, 18]], labels=[1])
+    expected = {f: m for f, _, m in predictor.propagate_in_video(offline)}
+
+    live = predictor.init_state(None, fps=25)
+    assert live.add_frame(video[0]) == 0
+    predictor.add_new_points_or_box(live, 0, 1, points=[[8, 18]], labels=[1])
+    got = {}
+    for t in range(6):
+        if t > 0:
+            live.add_frame(video[t])
+        for f, _, m in predictor.propagate_in_video(
+            live, start_frame_idx=t, max_frame_num_to_track=0
+        ):
+            got[f] = m
+    assert got.keys() == expected.keys()
+    for f in expected:
+        assert torch.allclose(got[f], expected[f], atol=1e-5)
+
+
+def test_both_directions_yield_each_frame_once(model) -> None:  # type: ignore[no-untyped-def]
+    predictor = VideoPredictor(model)
+    s = predictor.init_state(frames(9))
+    predictor.add_new_points_or_box(s, 4, 1, points=[[20, 18]], labels=[1])
+    predictor.set_object_name(s, 1, "car")
+    order = [r.frame_idx for r in track(predictor, s, "both")]
+    assert order == [4, 5, 6, 7, 8, 3, 2, 1, 0]
+    result = next(iter(track(predictor, s, "forward", max_frames=0)))
+    assert result.names[1] == "car" and set(result.masks()) == {1}
+
+
+def test_objects_added_and_removed_after_tracking(model) -> None:  # type: ignore[no-untyped-def]
+    predictor = VideoPredictor(model)
+    s = predictor.init_state(frames(6))
+    predictor.add_new_points_or_box(s, 0, 1, points=[[8, 18]], labels=[1])
+    list(predictor.propagate_in_video(s))
+    _, ids, masks = predictor.add_new_points_or_box(s, 3, 7, points=[[40, 30]], labels=[1])
+    assert ids == [1, 7] and masks.shape == (2, 1, H, W)
+    out = list(predictor.propagate_in_video(s))
+    assert [f for f, _, _ in out] == [0, 1, 2, 3, 4, 5]
+    # object 7 exists from frame 3 on; on earlier frames the reference also leaves it untracked
+    assert all(ids == [1, 7] for _, ids, _ in out)
+    remaining, updated = predictor.remove_object(s, 7)
+    assert remaining == [1] and [f for f, _ in updated] == [3]
+    assert all(ids == [1] for _, ids, _ in predictor.propagate_in_video(s))
+
+
+def test_bad_prompts_raise_clear_errors(model) -> None:  # type: ignore[no-untyped-def]
+    predictor = VideoPredictor(model)
+    s = predictor.init_state(frames(4))
+    with pytest.raises(InvalidPromptError, match="outside the video"):
+        predictor.add_new_points_or_box(s, 9, 1, points=[[1, 1]], labels=[1])
+    with pytest.raises(InvalidPromptError, match="outside the 64x48 frame"):
+        predictor.add_new_points_or_box(s, 0, 1, points=[[100, 1]], labels=[1])
+    with pytest.raises(InvalidPromptError, match="labels"):
+        predictor.add_new_points_or_box(s, 0, 1, points=[[1, 1]], labels=[3])
+    with pytest.raises(InvalidPromptError, match="2 points but 1 labels"):
+        predictor.add_new_points_or_box(s, 0, 1, points=[[1, 1], [2, 2]], labels=[1])
+    with pytest.raises(InvalidPromptError, match="no object has prompts"):
+        list(predictor.propagate_in_video(s))
+    with pytest.raises(InvalidPromptError, match="clear_old_points"):
+        predictor.add_new_points_or_box(s, 0, 1, box=[1, 1, 5, 5], clear_old_points=False)
+    with pytest.raises(SessionNotFoundError, match="unknown object id 5"):
+        predictor.clear_all_prompts_in_frame(s, 0, 5)
+    with pytest.raises(SessionNotFoundError, match="cannot remove object 5"):
+        predictor.remove_object(s, 5, strict=True)
+    assert s.obj_ids == []  # nothing half-added by the failed calls
