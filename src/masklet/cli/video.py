@@ -20,6 +20,7 @@ from masklet.errors import InvalidInputError, InvalidPromptError
 from masklet.io.masks import MAX_OBJECT_ID
 from masklet.io.overlay import MASK_TYPES
 from masklet.prompts import ObjectPrompt, ParsedPrompts, validate_in_bounds
+from masklet.video.order import processing_order
 from masklet.video.tracking import DIRECTIONS
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers that carry H.264 (+ audio)
@@ -176,19 +177,15 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def planned_frames(num_frames: int, start: int, max_frames: int | None, direction: str) -> range:
-    """The frames `tracking.track` will yield, as one range.
-
-    Mirrors `VideoPredictor`'s processing order (the reference's): `max_frames` counts frames
-    beyond the start in each direction, and tracking backward from frame 0 yields nothing.
-    """
-    span = max_frames if max_frames is not None else num_frames
-    last = min(start + span, num_frames - 1)
-    first = max(start - span, 0)
+    """The frames `tracking.track` will yield, as one ascending range."""
+    forward = processing_order(start, num_frames, max_frames, reverse=False)
+    backward = processing_order(start, num_frames, max_frames, reverse=True)
     if direction == "forward":
-        return range(start, last + 1)
+        return forward
     if direction == "backward":
-        return range(first, start + 1) if start > 0 else range(0)
-    return range(first, last + 1)
+        return range(backward[-1], backward[0] + 1) if len(backward) else range(0)
+    first = backward[-1] if len(backward) else start
+    return range(first, forward[-1] + 1)
 
 
 # ---- run ----------------------------------------------------------------------------------

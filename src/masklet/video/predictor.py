@@ -8,7 +8,7 @@ batched through the model together, which gives the same numbers as running them
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from masklet.errors import InvalidInputError, InvalidPromptError, SessionNotFoundError
-from masklet.modeling.memory_bank import select_memories
 from masklet.modeling.outputs import FrameOutput, ImageFeatures
 from masklet.modeling.sam2 import NO_OBJECT_SCORE, SAM2Model
 from masklet.postprocess import fill_holes_video
+from masklet.video.batching import groups, merge_banks, shared_memory_pos
 from masklet.video.frames import FrameSource, LiveSource, open_frames
+from masklet.video.order import processing_order
 from masklet.video.results import FrameResult
 from masklet.video.session import FeatureCache, ObjectTrack, VideoSession, frame_to_tensor
 
@@ -287,7 +288,7 @@ class VideoPredictor:
                 [x.expand(-1, b, -1) for x in feats.vision_pos],
                 feats.feat_sizes,
             )
-        cond, non_cond = _merge_banks(tracks)
+        cond, non_cond = merge_banks(tracks)
         out, _ = self.model.track_step(
             frame_idx, is_init, feats, points, mask, cond, non_cond, session.num_frames,
             reverse=reverse, run_memory_encoder=run_memory_encoder, prev_mask_logits=prev_logits,
@@ -298,7 +299,7 @@ class VideoPredictor:
         memory = out.memory_features
         if memory is not None:
             memory = memory.to(torch.bfloat16)  # as the reference stores it: half the memory
-            session.memory_pos = _shared_pos(session, out.memory_pos)
+            session.memory_pos = shared_memory_pos(session, out.memory_pos)
         results = []
         for i in range(b):
             results.append(
@@ -323,7 +324,7 @@ class VideoPredictor:
         feats = session.features.get(frame_idx)
         memory, pos = self.model.encode_memory(feats, high_res, out.object_score_logits, True)
         out.memory_features = memory.to(torch.bfloat16)
-        session.memory_pos = _shared_pos(session, pos)
+        session.memory_pos = shared_memory_pos(session, pos)
         out.memory_pos = session.memory_pos
 
     @torch.inference_mode()
@@ -388,13 +389,8 @@ class VideoPredictor:
         if start is None:
             start = min(t for tr in session.objects.values() for t in tr.cond)
         start = self._check_frame(session, start)
-        n = session.num_frames
-        last = n - 1 if n is not None else len(session.source) - 1
-        span = max_frames if max_frames is not None else (n if n is not None else last + 1)
-        if reverse:
-            end = max(start - span, 0)
-            return range(start, end - 1, -1) if start > 0 else range(0)
-        return range(start, min(start + span, last) + 1)
+        available = session.num_frames if session.num_frames is not None else len(session.source)
+        return processing_order(start, available, max_frames, reverse)
 
     def _track_frame(self, session: VideoSession, frame_idx: int, reverse: bool) -> FrameResult:
         tracks = list(session.objects.values())
@@ -412,7 +408,7 @@ class VideoPredictor:
                     self._clear_non_cond_around(session, track, frame_idx)
             else:
                 to_run.append(track)
-        for group in _groups(to_run, frame_idx, self.model, session.num_frames, reverse):
+        for group in groups(to_run, frame_idx, self.model, session.num_frames, reverse):
             outs = self._infer(session, group, frame_idx, False, None, None, reverse, True)
             for track, out in zip(group, outs):
                 track.non_cond[frame_idx] = out
@@ -484,75 +480,3 @@ class VideoPredictor:
         session.names[int(obj_id)] = name
         if int(obj_id) in session.objects:
             session.objects[int(obj_id)].name = name
-
-
-def _shared_pos(session: VideoSession, pos: Tensor | None) -> Tensor | None:
-    """One [1, C, h, w] copy of the memory position encoding per session."""
-    if session.memory_pos is None and pos is not None:
-        session.memory_pos = pos[0:1].clone()
-    return session.memory_pos
-
-
-def _merge_banks(
-    tracks: list[ObjectTrack],
-) -> tuple[Mapping[int, FrameOutput], Mapping[int, FrameOutput]]:
-    """Memory banks of several objects as one batched bank (the objects must line up)."""
-    if len(tracks) == 1:
-        return tracks[0].cond, tracks[0].non_cond
-    return _MergedBank([t.cond for t in tracks]), _MergedBank([t.non_cond for t in tracks])
-
-
-class _MergedBank(Mapping[int, FrameOutput]):
-    """Read-only view concatenating the objects' outputs of a frame on access, so only the
-    frames the memory actually reads are copied."""
-
-    def __init__(self, banks: list[dict[int, FrameOutput]]) -> None:
-        self._banks = banks
-        self._keys = [t for t in banks[0] if all(t in b for b in banks[1:])]
-
-    def __getitem__(self, frame_idx: int) -> FrameOutput:
-        outs = [b[frame_idx] for b in self._banks]
-        mem = [o.memory_features for o in outs]
-        pos = outs[0].memory_pos
-        return FrameOutput(
-            pred_masks=torch.cat([o.pred_masks for o in outs]),
-            object_pointer=torch.cat([o.object_pointer for o in outs]),
-            object_score_logits=torch.cat([o.object_score_logits for o in outs]),
-            memory_features=None if any(m is None for m in mem) else torch.cat(mem),  # type: ignore[arg-type]
-            memory_pos=None if pos is None else pos.expand(len(outs), -1, -1, -1),
-        )
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-
-def _groups(
-    tracks: list[ObjectTrack],
-    frame_idx: int,
-    model: SAM2Model,
-    num_frames: int | None,
-    reverse: bool,
-) -> list[list[ObjectTrack]]:
-    """Objects whose selected memories have the same frames, so they can run as one batch."""
-    c = model.config
-    groups: dict[tuple, list[ObjectTrack]] = {}
-    for track in tracks:
-        chosen = select_memories(
-            frame_idx,
-            {t: t for t in track.cond},
-            {t: t for t in track.non_cond},
-            num_maskmem=c.num_maskmem,
-            max_cond_frames=c.max_cond_frames_in_attn,
-            max_obj_ptrs=c.max_obj_ptrs_in_encoder,
-            num_frames=num_frames,
-            reverse=reverse,
-            stride=c.memory_temporal_stride_for_eval,
-            only_past_pointers=c.only_obj_ptrs_in_the_past_for_eval,
-            signed_pointer_distance=c.use_signed_tpos_enc_to_obj_ptrs,
-        )
-        key = (tuple(sorted(track.cond)), tuple(chosen.spatial), tuple(chosen.pointers))
-        groups.setdefault(key, []).append(track)
-    return list(groups.values())
