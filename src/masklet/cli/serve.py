@@ -60,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     settings = settings_from_args(args)
     app = create_app(settings)  # validates: refuses a public host without an API key
-    print(f"masklet serve: http://{settings.host}:{settings.port}/ (API docs at /docs)")
+    print(f"masklet serve: http://{settings.host}:{settings.port}/ (API schema at /openapi.json)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
