@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         evaluation.add_parser(sub)
+    try:
+        train = importlib.import_module("masklet.cli.train")
+    except ImportError:  # the train command lands separately
+        pass
+    else:
+        train.add_parser(sub)
     return parser
 
 

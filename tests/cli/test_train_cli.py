@@ -1,0 +1,88 @@
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from masklet.cli.main import main
+from masklet.cli.train import model_config_from_json
+from masklet.modeling.sam2 import build_model
+
+# The same shrunk model as tests/train/test_trainer.py, as a --config-json file.
+TINY = {
+    "base": "sam2.1_hiera_tiny",
+    "image_size": 64,
+    "hiera": {"embed_dim": 16, "stages": [1, 1, 2, 1], "global_att_blocks": [3]},
+    "neck": {"d_model": 64},
+    "memory_attention": {"num_layers": 1, "dim_feedforward": 64},
+    "memory_encoder": {"out_dim": 32},
+    "mask_decoder": {"mlp_dim": 64, "iou_head_hidden_dim": 32},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def config_json(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY))
+    return path
+
+
+def _args(config: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--data", "synthetic", "--config-json", str(config), "--steps", "2",
+        "--num-frames", "2", "--corrections", "1", "--out", str(out), "--device", "cpu",
+        "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_train_runs_end_to_end_on_synthetic_data(
+    tmp_path: Path, config_json: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("masklet.train.synthetic")
+    out = tmp_path / "run"
+    assert main(_args(config_json, out)) == 0
+    printed = capsys.readouterr().out
+    assert "step 2: loss" in printed and str(out / "model.pt") in printed
+    model = build_model(model_config_from_json(config_json))
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True)["model"], strict=True)
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
+
+    # fine-tune from it with a frozen image encoder, and resume a finished run
+    init = ["--init", str(out / "model.pt"), "--freeze-image-encoder"]
+    assert main(_args(config_json, tmp_path / "ft", *init)) == 0
+    assert "init from" in capsys.readouterr().out
+    assert main(_args(config_json, out, "--resume")) == 0
+    assert "step 2" in capsys.readouterr().out
+
+
+def test_config_json_builds_the_described_model(config_json: Path) -> None:
+    cfg = model_config_from_json(config_json)
+    assert cfg.image_size == 64 and cfg.hiera.stages == (1, 1, 2, 1)
+    assert cfg.neck.backbone_channel_list == (128, 64, 32, 16)  # follows the trunk
+    assert cfg.memory_attention.num_layers == 1 and cfg.no_obj_embed_spatial
+
+
+def test_bad_inputs_exit_with_one_line(
+    tmp_path: Path, config_json: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_data = _args(config_json, tmp_path / "x")
+    bad_data[2] = "kinetics:somewhere"
+    assert main(bad_data) == 2
+    assert "unknown data source" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"hiera": {"no_such_field": 1}}))
+    assert main(_args(broken, tmp_path / "y")) == 2
+    assert "no_such_field" in capsys.readouterr().err
+    assert main(_args(config_json, tmp_path / "z", "--batch-size", "0")) == 2
+    assert "batch_size must be at least 1" in capsys.readouterr().err
+    assert main(_args(config_json, tmp_path / "w", "--resume")) == 2
+    assert "run without --resume" in capsys.readouterr().err
