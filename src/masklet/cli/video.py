@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from masklet.cli.common import add_model_options, load_model_from_args
+from masklet.cli.text_options import add_text_options, load_detector_from_args
 from masklet.errors import InvalidInputError, InvalidPromptError
 from masklet.io.masks import MAX_OBJECT_ID
 from masklet.io.overlay import MASK_TYPES
@@ -57,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )  # fmt: skip
     o.add_argument("--output-frame-interval", type=int, default=1, metavar="N",
                    help="output every Nth frame: 1 = all, 2 = every other, ...")  # fmt: skip
+    add_text_options(p, video=True)
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -120,8 +122,11 @@ def read_prompts(args: argparse.Namespace) -> ParsedPrompts:
                     "describes)"
                 )
         if args.prompts is None:
+            if getattr(args, "text", None):
+                return ParsedPrompts(prompts=[], names={})  # objects come from the text
             raise InvalidPromptError(
-                'give prompts: --click-coordinates "[x,y],..." and/or --prompts FILE.json'
+                'give prompts: --click-coordinates "[x,y],..." and/or --prompts FILE.json '
+                '(or --text "a dog.")'
             )
         return load_prompt_file(args.prompts)
     clicks = parse_click_strings(
@@ -202,7 +207,10 @@ def run(args: argparse.Namespace) -> int:
     check_options(args)
     parsed = read_prompts(args)
     if args.masks or args.json:
+        # text objects take the ids after the click objects
+        top = max(parsed.names, default=0) + ((args.max_objects or 0) if args.text else 0)
         bad = sorted(i for i in parsed.names if not 1 <= i <= MAX_OBJECT_ID)
+        bad = bad or ([top] if top > MAX_OBJECT_ID else [])
         if bad:
             raise InvalidPromptError(
                 f"object id {bad[0]} cannot be stored in --masks/--json: ids must be in "
@@ -212,13 +220,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         n = len(source)
         check_prompts(parsed, source.width, source.height, n)
-        start = args.start_frame if args.start_frame is not None else min(p.frame for p in parsed)
+        first_prompt = min((p.frame for p in parsed), default=0)
+        start = args.start_frame if args.start_frame is not None else first_prompt
         if start >= n:
             raise InvalidInputError(
                 f"--start-frame {start} is beyond the video, which has {n} frames (0..{n - 1})"
             )
         planned = planned_frames(n, start, args.max_frames, args.direction)
 
+        detector = load_detector_from_args(args) if args.text else None
         predictor = VideoPredictor(load_model_from_args(args))
         session = predictor.init_state(source)
         apply_prompts(predictor, session, parsed.prompts, parsed.names)
@@ -241,7 +251,18 @@ def run(args: argparse.Namespace) -> int:
                 sinks.append(IdPngSink(args.masks, output_frame_interval=interval))
             if args.json:
                 sinks.append(CocoJsonSink(args.json, source, Path(args.input).name, interval))
-            results = track(predictor, session, args.direction, start, args.max_frames)
+            if detector is not None:
+                from masklet.text.video import track_with_text
+
+                results = track_with_text(
+                    predictor, session, detector, args.text, detect_frame=start,
+                    redetect_every=args.redetect_every, new_object_iou=args.new_object_iou,
+                    box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+                    max_objects=args.max_objects, direction=args.direction,
+                    max_frames=args.max_frames,
+                )  # fmt: skip
+            else:
+                results = track(predictor, session, args.direction, start, args.max_frames)
             # disable=None: a bar on a terminal, silence in pipes and logs
             with tqdm(total=len(planned), unit="frame", desc="tracking", file=sys.stderr,
                       disable=None, dynamic_ncols=True) as bar:  # fmt: skip
@@ -260,8 +281,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         source.close()
 
-    names = ", ".join(parsed.names[i] for i in sorted(parsed.names))
-    print(f"tracked {tracked} of {n} frames, {len(parsed.names)} object(s): {names}")
+    all_names = {**parsed.names, **session.names}
+    names = ", ".join(all_names[i] for i in sorted(all_names))
+    print(f"tracked {tracked} of {n} frames, {len(all_names)} object(s): {names}")
     for sink in sinks:
         for path in sink.outputs:
             print(f"wrote {path}")
