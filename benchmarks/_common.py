@@ -13,12 +13,19 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+# the reference draws progress bars for frame loading and propagation: they would garble the
+# tables (tqdm reads TQDM_* defaults when it is first imported)
+os.environ.setdefault("TQDM_DISABLE", "1")
+# the reference's import scripts a helper with the deprecated torch.jit.script
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -78,6 +85,21 @@ def model_pair(
     ours = build_model(cfg).eval()
     ours.load_state_dict(state, strict=True)
     return ours, ref.eval()
+
+
+def upcast_reference_memory(ref: torch.nn.Module) -> None:
+    """Wrap the reference's memory attention so memories arrive as float32.
+
+    The reference stores memories in bf16 and, on CPU, fails to concatenate them with fp32
+    object pointers in some cases; this does the promotion `torch.cat` would do otherwise
+    (as tests/parity/test_video_predictor_parity.py does).
+    """
+    original = ref.memory_attention.forward
+
+    def forward(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=0):  # type: ignore[no-untyped-def]
+        return original(curr, memory.float(), curr_pos, memory_pos.float(), num_obj_ptr_tokens)
+
+    ref.memory_attention.forward = forward
 
 
 def structured_image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -36,6 +36,7 @@ from _common import (
     peak_rss_mib,
     rss_mib,
     set_threads,
+    upcast_reference_memory,
 )
 from PIL import Image
 
@@ -153,23 +154,12 @@ def frame_times(outputs: Iterator[object]) -> float:
     return statistics.median(times[1:] or times)
 
 
-def _upcast_memory(ref: torch.nn.Module) -> None:
-    """The reference on CPU fails to concatenate its bf16 memories with fp32 pointers in some
-    cases; do the promotion `torch.cat` would do otherwise."""
-    original = ref.memory_attention.forward
-
-    def forward(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=0):  # type: ignore[no-untyped-def]
-        return original(curr, memory.float(), curr_pos, memory_pos.float(), num_obj_ptr_tokens)
-
-    ref.memory_attention.forward = forward
-
-
 def _run_reference(args: argparse.Namespace) -> RunResult:
     from tests.parity.reference import reference_video_model
 
     torch.manual_seed(args.seed)
     ref = reference_video_model(_config(args))
-    _upcast_memory(ref)
+    upcast_reference_memory(ref)
     video = SyntheticVideo(args.frames, args.height, args.width, args.seed)
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.frames):
