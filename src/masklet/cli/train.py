@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", default=None, help="variant name (default sam2.1_hiera_tiny)")
     model.add_argument("--config-json", default=None, help="JSON file of ModelConfig overrides")
-    p.add_argument("--init", default=None, help="checkpoint to start from (matching keys load)")
+    p.add_argument("--init", default=None, help="checkpoint file or official name to start from")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-4)

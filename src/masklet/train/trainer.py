@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from masklet.checkpoints import read_state_dict, resolve_device
+from masklet.checkpoints import checkpoint_info, download, read_state_dict, resolve_device
 from masklet.config import ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
 from masklet.io.atomic import atomic_output
@@ -58,7 +58,7 @@ class TrainConfig:
     1-2 conditioning frames, 7 correction clicks, P(click) = P(box) = 0.25, else mask)."""
 
     model: str | ModelConfig = "sam2.1_hiera_tiny"
-    init_checkpoint: str | None = None  # .pt/.safetensors; keys matching by name and shape load
+    init_checkpoint: str | None = None  # file or official name; keys matching name+shape load
     steps: int = 1000
     batch_size: int = 1
     lr: float = 1e-4
@@ -362,6 +362,14 @@ def _param_groups(model: SAM2Model, weight_decay: float) -> list[dict[str, objec
     ]
 
 
+def _init_path(name_or_path: str) -> Path:
+    """A checkpoint file, or an official name (cached, else downloaded)."""
+    path = Path(name_or_path)
+    if path.is_file() or path.suffix in {".pt", ".pth", ".safetensors"}:
+        return path
+    return download(checkpoint_info(name_or_path).name)
+
+
 def train(config: TrainConfig, dataset: ClipDataset, stop_at: int | None = None) -> TrainResult:
     """Train (or fine-tune) a model on `dataset` for `config.steps` steps.
 
@@ -376,7 +384,7 @@ def train(config: TrainConfig, dataset: ClipDataset, stop_at: int | None = None)
     model = SAM2Model(config.model_config())
     report = None
     if config.init_checkpoint:
-        report = load_matching(model, read_state_dict(config.init_checkpoint))
+        report = load_matching(model, read_state_dict(_init_path(config.init_checkpoint)))
     model.to(device).train()
     if config.freeze_image_encoder:
         model.image_encoder.requires_grad_(False)
