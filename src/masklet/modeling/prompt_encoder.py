@@ -70,10 +70,26 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._dense_pe: Tensor | None = None
+        self._dense_pe_key: tuple[object, ...] | None = None
 
     def get_dense_pe(self) -> Tensor:
-        """Positional encoding of every image-embedding cell: [1, C, H, W]."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of every image-embedding cell: [1, C, H, W].
+
+        It depends only on the frozen Gaussian matrix, yet costs as much as the rest of a
+        click's decoding at 1024 px; outside autograd it is cached, keyed on the matrix's
+        storage and version so loading new weights or moving the module invalidates it.
+        """
+        if torch.is_grad_enabled() and self.training:
+            return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        matrix = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype)
+        if self._dense_pe_key != key:
+            with torch.no_grad():
+                self._dense_pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
+            self._dense_pe_key = key
+        assert self._dense_pe is not None
+        return self._dense_pe
 
     def _label_offsets(self) -> Tensor:
         """The learned per-label offsets stacked: [4, C]."""
