@@ -9,6 +9,7 @@ not means, summarise the runs for the same reason.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -21,9 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# the reference draws progress bars for frame loading and propagation: they would garble the
-# tables (tqdm reads TQDM_* defaults when it is first imported)
-os.environ.setdefault("TQDM_DISABLE", "1")
 # the reference's import scripts a helper with the deprecated torch.jit.script
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
@@ -53,6 +51,11 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="few repetitions and small sizes: a smoke run"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, print the top torch operators of one run of each side",
+    )
 
 
 def set_threads(threads: int) -> None:
@@ -79,12 +82,25 @@ def model_pair(
     `cfg`, both in eval mode and holding the same perturbed weights."""
     from tests.parity.reference import perturbed_state_dict, reference_model, reference_video_model
 
+    quiet_reference()
     ref = reference_video_model(cfg) if video else reference_model(cfg)
     state = perturbed_state_dict(ref, seed)
     ref.load_state_dict(state, strict=True)
     ours = build_model(cfg).eval()
     ours.load_state_dict(state, strict=True)
     return ours, ref.eval()
+
+
+def quiet_reference() -> None:
+    """Turn off the reference's progress bars (frame loading, propagation): they would garble
+    the tables. torch has imported tqdm already, so TQDM_DISABLE would come too late."""
+    import sam2.sam2_video_predictor
+    import sam2.utils.misc
+    from tqdm import tqdm
+
+    quiet = functools.partial(tqdm, disable=True)
+    sam2.sam2_video_predictor.tqdm = quiet  # type: ignore[attr-defined]
+    sam2.utils.misc.tqdm = quiet  # type: ignore[attr-defined]
 
 
 def upcast_reference_memory(ref: torch.nn.Module) -> None:
@@ -188,6 +204,50 @@ def summary(row: Row, limit: float) -> bool:
         f"(target <= {limit:g}) {'PASS' if ok else 'FAIL'}"
     )
     return ok
+
+
+PROFILE_ROWS = 18
+
+
+def print_profile(label: str, fn: Callable[[], object], rows: int = PROFILE_ROWS) -> None:
+    """Run `fn` once under torch.profiler and print its operators by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    print(f"\n== profile: {label} ==")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def print_components(label: str, model: torch.nn.Module, fn: Callable[[], object]) -> None:
+    """Run `fn` once and print the wall time spent in each top-level sub-module of `model`.
+
+    masklet's parameter names equal the reference's, so the two sides have the same top-level
+    modules (image_encoder, memory_attention, sam_mask_decoder, ...) and line up row by row;
+    "outside modules" is the glue around them (memory selection, resizing, copies).
+    """
+    spent: dict[str, float] = {}
+    started: dict[str, float] = {}
+    handles = []
+    for name, child in model.named_children():
+
+        def pre(_m: object, _a: object, name: str = name) -> None:
+            started[name] = time.perf_counter()
+
+        def post(_m: object, _a: object, _o: object, name: str = name) -> None:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started[name]
+
+        handles += [child.register_forward_pre_hook(pre), child.register_forward_hook(post)]
+    try:
+        total = timed(fn)
+    finally:
+        for h in handles:
+            h.remove()
+    print(f"\n== time by module: {label} ({total:.2f} s) ==")
+    for name, sec in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<28} {sec:8.3f} s {100 * sec / total:5.1f}%")
+    rest = total - sum(spent.values())
+    print(f"  {'(outside modules)':<28} {rest:8.3f} s {100 * rest / total:5.1f}%")
 
 
 # ---- memory --------------------------------------------------------------------------------

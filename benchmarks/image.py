@@ -22,6 +22,8 @@ from _common import (
     alternate,
     describe_machine,
     model_pair,
+    print_components,
+    print_profile,
     print_table,
     set_threads,
     structured_image,
@@ -101,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         _, _, logits_b = ref.predict(**click)  # type: ignore[attr-defined]
     diff = float(np.abs(logits_a - logits_b).max())
     print(f"max |low-res logits masklet - reference| = {diff:.2e}\n")
+
+    if args.profile:
+        print_components("masklet set_image", ours_model, set_ours)
+        print_components("reference set_image", ref_model, set_ref)
+        print_profile("masklet set_image", set_ours)
+        print_profile("reference set_image", set_ref)
+        print_profile("masklet predict", predict_ours)
+        print_profile("reference predict", predict_ref)
 
     rows = [
         Row("image set_image", set_a, set_b),

@@ -34,6 +34,7 @@ from _common import (
     add_common_args,
     describe_machine,
     peak_rss_mib,
+    quiet_reference,
     rss_mib,
     set_threads,
     upcast_reference_memory,
@@ -158,6 +159,7 @@ def _run_reference(args: argparse.Namespace) -> RunResult:
     from tests.parity.reference import reference_video_model
 
     torch.manual_seed(args.seed)
+    quiet_reference()
     ref = reference_video_model(_config(args))
     upcast_reference_memory(ref)
     video = SyntheticVideo(args.frames, args.height, args.width, args.seed)

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ from _common import (
     alternate,
     describe_machine,
     model_pair,
+    print_components,
+    print_profile,
     print_table,
     set_threads,
     summary,
@@ -79,29 +82,50 @@ def median_frame_time(outputs: Iterator[object]) -> float:
     return statistics.median(times[1:])
 
 
-def masklet_run(
-    predictor: VideoPredictor, folder: Path, clicks: list[list], frames: int
-) -> Callable[[], float]:
-    def run() -> float:
+Measure = Callable[[Iterator[object]], float]  # consumes the outputs of a propagation
+
+
+class Run(Protocol):
+    """One run: prompts (untimed), then `measure` over the propagation's outputs."""
+
+    def __call__(self, measure: Measure = median_frame_time) -> float: ...
+
+
+def masklet_run(predictor: VideoPredictor, folder: Path, clicks: list[list], frames: int) -> Run:
+    def run(measure: Measure = median_frame_time) -> float:
         session = predictor.init_state(folder)
         for obj_id, click in enumerate(clicks, start=1):
             predictor.add_new_points_or_box(session, 0, obj_id, points=click, labels=[1])
-        return median_frame_time(predictor.propagate_in_video(session, 0, frames))
+        return measure(predictor.propagate_in_video(session, 0, frames))
 
     return run
 
 
-def reference_run(
-    ref: torch.nn.Module, folder: Path, clicks: list[list], frames: int
-) -> Callable[[], float]:
-    def run() -> float:
+def reference_run(ref: torch.nn.Module, folder: Path, clicks: list[list], frames: int) -> Run:
+    def run(measure: Measure = median_frame_time) -> float:
         with torch.inference_mode():
             state = ref.init_state(str(folder))  # type: ignore[operator]
             for obj_id, click in enumerate(clicks, start=1):
                 ref.add_new_points_or_box(state, 0, obj_id, points=click, labels=[1])  # type: ignore[operator]
-            return median_frame_time(ref.propagate_in_video(state, 0, frames))  # type: ignore[operator]
+            return measure(ref.propagate_in_video(state, 0, frames))  # type: ignore[operator]
 
     return run
+
+
+def profile_runs(label: str, model: torch.nn.Module, run: Run) -> None:
+    """Time by top-level module, then the top torch operators, of one propagation (prompts
+    excluded)."""
+
+    def by_module(outputs: Iterator[object]) -> float:
+        print_components(label, model, lambda: median_frame_time(outputs))
+        return 0.0
+
+    def by_operator(outputs: Iterator[object]) -> float:
+        print_profile(label, lambda: median_frame_time(outputs))
+        return 0.0
+
+    run(by_module)
+    run(by_operator)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,11 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         clicks = write_frames(folder, args.frames + 1, args.height, args.width, args.seed)
         for count in counts:
-            a, b = alternate(
-                masklet_run(ours, folder, clicks[:count], args.frames),
-                reference_run(ref, folder, clicks[:count], args.frames),
-                args.runs,
-            )
+            run_a = masklet_run(ours, folder, clicks[:count], args.frames)
+            run_b = reference_run(ref, folder, clicks[:count], args.frames)
+            a, b = alternate(run_a, run_b, args.runs)
+            if args.profile:
+                what = f"propagation, {count} object(s), {args.frames} frames"
+                profile_runs(f"masklet {what}", ours_model, run_a)
+                profile_runs(f"reference {what}", ref, run_b)
             label = f"video per frame, {count} object{'s' if count > 1 else ''}"
             rows.append(Row(label, a, b))
             print(f"  {label}: done", flush=True)
