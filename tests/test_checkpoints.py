@@ -476,3 +476,35 @@ def test_resolve_device_rejects_bad_and_unavailable_devices(
         resolve_device("gpu0")
     with pytest.raises(InvalidInputError, match="CUDA is not available"):
         resolve_device("cuda:0")
+
+
+def test_a_checkpoint_carrying_its_config_loads_without_a_variant(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    import torch
+
+    from masklet.checkpoints import load_model, stored_config
+    from masklet.config import ModelConfig
+    from masklet.modeling.sam2 import build_model
+
+    cfg = dataclasses.replace(
+        ModelConfig.named("sam2.1_hiera_tiny").with_trunk(embed_dim=16),
+        name="custom",
+        image_size=128,
+    )
+    model = build_model(cfg)
+    path = tmp_path / "custom.pt"
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, path)
+    assert stored_config(path) == cfg
+    loaded = load_model(path)
+    assert loaded.config == cfg
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_a_missing_bundled_model_says_how_to_fix_it(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from masklet import checkpoints
+
+    monkeypatch.setattr(checkpoints, "_BUNDLED_DIR", tmp_path)
+    with pytest.raises(checkpoints.CheckpointError, match="reinstall masklet or pass --checkpoint"):
+        checkpoints.load_model("masklet-nano-synthetic")

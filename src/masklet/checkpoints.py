@@ -341,6 +341,25 @@ def _build_model(config: ModelConfig) -> nn.Module:
     return build_model(config)
 
 
+# Models trained by masklet and shipped inside the package (no download needed).
+BUNDLED_MODELS: dict[str, str] = {"masklet-nano-synthetic": "masklet-nano-synthetic.pt"}
+_BUNDLED_DIR = Path(__file__).parent / "weights"
+
+
+def bundled_path(name: str) -> Path | None:
+    """The file of a model shipped with masklet, or None if `name` is not one (or missing)."""
+    filename = BUNDLED_MODELS.get(name)
+    if filename is None:
+        return None
+    path = _BUNDLED_DIR / filename
+    if not path.is_file():
+        raise CheckpointError(
+            f"the bundled model {name!r} is missing from this installation ({path}); "
+            "reinstall masklet or pass --checkpoint PATH"
+        )
+    return path
+
+
 def load_model(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device | None = None,
@@ -351,7 +370,7 @@ def load_model(
     `name_or_path` is an official name (cached, else downloaded) or a checkpoint file; for a
     file the variant is detected from its tensors unless `config` is given.
     """
-    path = Path(name_or_path)
+    path = bundled_path(str(name_or_path)) or Path(name_or_path)
     registry_name = None if path.is_file() else _registry_key(str(name_or_path))
     if registry_name is not None:
         path = cached_path(registry_name) or download(registry_name)
@@ -359,11 +378,30 @@ def load_model(
     elif not path.is_file() and path.suffix not in {".pt", ".pth", ".safetensors"}:
         checkpoint_info(str(name_or_path))  # raises: unknown name, lists the known ones
     state_dict = read_state_dict(path)
-    config = config or detect_config(state_dict)
+    config = config or stored_config(path) or detect_config(state_dict)
     model = _build_model(config)
     _check_compatible(model, state_dict, config, path)
     model.load_state_dict(state_dict, strict=True)
     return model.eval().to(resolve_device(device))
+
+
+def stored_config(path: str | os.PathLike[str]) -> ModelConfig | None:
+    """The model config a `.pt` carries under "config" (models trained with masklet), if any."""
+    if Path(path).suffix == ".safetensors":
+        return None
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # read_state_dict already reported unreadable files
+        return None
+    data = loaded.get("config") if isinstance(loaded, dict) else None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return ModelConfig.from_dict(data)
+    except TypeError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} carries an unreadable model config: {exc}"
+        ) from exc
 
 
 def _check_compatible(

@@ -172,11 +172,37 @@ class ModelConfig:
             )
         return _VARIANTS[key]
 
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-able form (stored inside checkpoints of non-official models)."""
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, object]) -> ModelConfig:
+        """Inverse of `to_dict`; unknown or missing fields raise TypeError."""
+        sections = {
+            "hiera": HieraConfig,
+            "neck": NeckConfig,
+            "mask_decoder": MaskDecoderConfig,
+            "memory_attention": MemoryAttentionConfig,
+            "memory_encoder": MemoryEncoderConfig,
+        }
+        fields: dict[str, object] = {}
+        for key, value in data.items():
+            if key in sections and isinstance(value, dict):
+                value = sections[key](**{k: _tuple(v) for k, v in value.items()})
+            fields[key] = _tuple(value)
+        return ModelConfig(**fields)  # type: ignore[arg-type]
+
     def with_trunk(self, **changes: object) -> ModelConfig:
         """Replace trunk fields and keep the neck's channel list in step with them."""
         hiera = dataclasses.replace(self.hiera, **changes)  # type: ignore[arg-type]
         neck = dataclasses.replace(self.neck, backbone_channel_list=hiera.channel_list)
         return dataclasses.replace(self, hiera=hiera, neck=neck)
+
+
+def _tuple(value: object) -> object:
+    """JSON lists back to the tuples frozen configs hold."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _variant(version: str, size: str) -> ModelConfig:

@@ -434,5 +434,6 @@ def train(config: TrainConfig, dataset: ClipDataset, stop_at: int | None = None)
     if end == config.steps:
         model_path = out_dir / FINAL_MODEL
         with atomic_output(model_path) as tmp:
-            torch.save({"model": model.state_dict()}, tmp)  # the official layout
+            # the official layout, plus the config so load_model needs no variant name
+            torch.save({"model": model.state_dict(), "config": model.config.to_dict()}, tmp)
     return TrainResult(model, losses, max(end, start), checkpoint, model_path, report)
