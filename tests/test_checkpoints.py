@@ -508,3 +508,13 @@ def test_a_missing_bundled_model_says_how_to_fix_it(monkeypatch, tmp_path) -> No
     monkeypatch.setattr(checkpoints, "_BUNDLED_DIR", tmp_path)
     with pytest.raises(checkpoints.CheckpointError, match="reinstall masklet or pass --checkpoint"):
         checkpoints.load_model("masklet-nano-synthetic")
+
+
+def test_auto_prefers_a_cached_official_model_else_the_bundled_nano(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from masklet import checkpoints
+
+    monkeypatch.setenv("MASKLET_CACHE", str(tmp_path))
+    assert checkpoints.resolve_model_name("auto") == "masklet-nano-synthetic"
+    (tmp_path / checkpoints.checkpoint_info("sam2.1_hiera_tiny").filename).write_bytes(b"x")
+    assert checkpoints.resolve_model_name("auto") == "sam2.1_hiera_tiny"
+    assert checkpoints.resolve_model_name("sam2_hiera_large") == "sam2_hiera_large"

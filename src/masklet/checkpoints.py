@@ -360,6 +360,19 @@ def bundled_path(name: str) -> Path | None:
     return path
 
 
+AUTO_MODEL = "auto"
+_AUTO_PREFERENCE = ("sam2.1_hiera_tiny", "masklet-nano-synthetic")
+
+
+def resolve_model_name(name: str) -> str:
+    """`"auto"` becomes the first model usable without a download: the official tiny model if
+    cached, else the bundled nano model. Any other name is returned unchanged."""
+    if name != AUTO_MODEL:
+        return name
+    official, nano = _AUTO_PREFERENCE
+    return official if cached_path(official) is not None else nano
+
+
 def load_model(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device | None = None,

@@ -17,7 +17,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     model = p.add_argument_group("model")
     choice = model.add_mutually_exclusive_group()
-    choice.add_argument("--model", default=None, help="model name (default sam2.1_hiera_tiny)")
+    choice.add_argument(
+        "--model",
+        default=None,
+        help="model name (default auto: sam2.1_hiera_tiny if downloaded, else the "
+        "bundled masklet-nano-synthetic)",
+    )
     choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
     model.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
     p.add_argument("--data-dir", default=None, help="uploads and outputs (default: in the cache)")

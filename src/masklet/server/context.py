@@ -48,9 +48,10 @@ class ModelHolder:
                 if factory is not None:
                     self._model = factory(self._settings)
                 else:
-                    from masklet.checkpoints import load_model
+                    from masklet.checkpoints import load_model, resolve_model_name
 
-                    loaded = load_model(self._settings.model, device=self._settings.device)
+                    name = resolve_model_name(self._settings.model)
+                    loaded = load_model(name, device=self._settings.device)
                     self._model = loaded  # type: ignore[assignment]
             assert self._model is not None  # set just above; narrows the type
             return self._model

@@ -20,7 +20,9 @@ from masklet.errors import InvalidInputError
 if TYPE_CHECKING:
     from masklet.modeling.sam2 import SAM2Model
 
-DEFAULT_MODEL = "sam2.1_hiera_tiny"
+# "auto": the official tiny model when it is in the cache, else the bundled nano model, so the
+# server and its web page work offline out of the box
+DEFAULT_MODEL = "auto"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 ENV_PREFIX = "MASKLET_"
@@ -41,7 +43,7 @@ def default_data_dir() -> Path:
 class ServerSettings:
     """Everything `create_app` needs.
 
-    model: an official model name or a checkpoint path (see `masklet models`).
+    model: an official model name, a checkpoint path (see `masklet models`), or "auto".
     data_dir: uploads, session files and outputs live here (None: a fresh folder in the cache).
     api_keys: accepted `Authorization: Bearer` keys; each key sees only its own sessions.
     max_upload_mb: largest request body; max_video_frames: longest video accepted.
