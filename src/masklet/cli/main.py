@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
@@ -13,33 +12,20 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from masklet.cli import image, models, serve
+    from masklet.cli import demo, image, models, serve, train, video
+    from masklet.cli import eval as evaluation
 
     parser = argparse.ArgumentParser(
         prog="masklet", description="Segment and track anything in images and videos (SAM 2)."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     image.add_parser(sub)
+    video.add_parser(sub)
     models.add_parsers(sub)
+    demo.add_parser(sub)
     serve.add_parser(sub)
-    try:
-        video = importlib.import_module("masklet.cli.video")
-    except ImportError:  # the video command lands separately
-        pass
-    else:
-        video.add_parser(sub)
-    try:
-        evaluation = importlib.import_module("masklet.cli.eval")
-    except ImportError:  # the eval command lands separately
-        pass
-    else:
-        evaluation.add_parser(sub)
-    try:
-        train = importlib.import_module("masklet.cli.train")
-    except ImportError:  # the train command lands separately
-        pass
-    else:
-        train.add_parser(sub)
+    evaluation.add_parser(sub)
+    train.add_parser(sub)
     return parser
 
 
