@@ -23,11 +23,11 @@ from masklet.postprocess import fill_holes_video
 from masklet.video.batching import groups, merge_banks, shared_memory_pos
 from masklet.video.frames import FrameSource, LiveSource, open_frames
 from masklet.video.order import processing_order
+from masklet.video.prompt_inputs import check_inside, clicks_and_box
 from masklet.video.results import FrameResult
 from masklet.video.session import FeatureCache, ObjectTrack, VideoSession, frame_to_tensor
 
 LOGIT_CLAMP = 32.0  # previous logits fed back with new clicks are clamped like the reference
-BOX_LABELS = (2, 3)  # prompt-encoder labels of a box's corners
 
 Output = tuple[int, list[int], Tensor]  # (frame index, object ids, logits [N, 1, H, W])
 
@@ -141,41 +141,8 @@ class VideoPredictor:
         """Clicks ([N, 2] x, y; labels 1 include / 0 exclude) and/or a box (x1, y1, x2, y2) for
         one object on one frame. Returns that frame's masks for every object."""
         frame_idx = self._check_frame(session, frame_idx)
-        if (points is None) != (labels is None):
-            raise InvalidPromptError("points and labels must be given together")
-        if points is None and box is None:
-            raise InvalidPromptError("give points with labels, or a box (or both)")
-        coords = (
-            torch.zeros(0, 2)
-            if points is None
-            else torch.as_tensor(np.asarray(points), dtype=torch.float32)
-        )
-        labs = (
-            torch.zeros(0, dtype=torch.int32)
-            if labels is None
-            else torch.as_tensor(np.asarray(labels)).to(torch.int32)
-        )
-        coords = coords.reshape(-1, 2) if coords.numel() or coords.dim() != 2 else coords
-        labs = labs.reshape(-1)
-        if coords.shape[0] != labs.shape[0]:
-            raise InvalidPromptError(f"{coords.shape[0]} points but {labs.shape[0]} labels")
-        if labs.numel() and not bool(((labs == 0) | (labs == 1)).all()):
-            raise InvalidPromptError(
-                f"labels must be 1 (include) or 0 (exclude), got {labs.tolist()}"
-            )
-        if box is not None:
-            if not clear_old_points:
-                raise InvalidPromptError(
-                    "a box must come before any click on a frame: pass clear_old_points=True"
-                )
-            b = torch.as_tensor(np.asarray(box), dtype=torch.float32).reshape(-1)
-            if b.numel() != 4 or b[2] < b[0] or b[3] < b[1]:
-                raise InvalidPromptError(
-                    f"a box is x1, y1, x2, y2 with x2 >= x1, y2 >= y1; got {b.tolist()}"
-                )
-            coords = torch.cat([b.reshape(2, 2), coords], dim=0)
-            labs = torch.cat([torch.tensor(BOX_LABELS, dtype=torch.int32), labs], dim=0)
-        self._check_inside(session, coords, normalize_coords)
+        coords, labs = clicks_and_box(points, labels, box, clear_old_points)
+        check_inside(coords, session.width, session.height, normalize_coords)
         track = self._track(session, obj_id, create=True)
         if normalize_coords:
             coords = coords / torch.tensor([session.width, session.height], dtype=torch.float32)
@@ -206,19 +173,6 @@ class VideoPredictor:
         track.mask_inputs[frame_idx] = m
         track.point_inputs.pop(frame_idx, None)
         return self._prompt_frame(session, track, frame_idx, None, m)
-
-    def _check_inside(self, session: VideoSession, coords: Tensor, normalize: bool) -> None:
-        limit = (
-            torch.tensor([session.width, session.height], dtype=torch.float32)
-            if normalize
-            else torch.ones(2)
-        )
-        outside = ((coords < 0) | (coords > limit)).any(dim=-1)
-        if bool(outside.any()):
-            x, y = coords[outside][0].tolist()
-            raise InvalidPromptError(
-                f"point ({x:g}, {y:g}) lies outside the {session.width}x{session.height} frame"
-            )
 
     def _prompt_frame(
         self,

@@ -1,0 +1,64 @@
+"""Validation and normalisation of click / box prompts for the video predictor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from masklet.errors import InvalidPromptError
+
+BOX_LABELS = (2, 3)  # prompt-encoder labels of a box's top-left and bottom-right corners
+
+
+def clicks_and_box(
+    points: np.ndarray | Tensor | Sequence[Sequence[float]] | None,
+    labels: np.ndarray | Tensor | Sequence[int] | None,
+    box: np.ndarray | Tensor | Sequence[float] | None,
+    clear_old_points: bool,
+) -> tuple[Tensor, Tensor]:
+    """Clicks [N, 2] with labels [N] and an optional box as one prompt: (coords [P, 2],
+    labels [P]) with the box's corners first, as SAM 2 orders them."""
+    if (points is None) != (labels is None):
+        raise InvalidPromptError("points and labels must be given together")
+    if points is None and box is None:
+        raise InvalidPromptError("give points with labels, or a box (or both)")
+    coords = (
+        torch.zeros(0, 2)
+        if points is None
+        else torch.as_tensor(np.asarray(points), dtype=torch.float32).reshape(-1, 2)
+    )
+    labs = (
+        torch.zeros(0, dtype=torch.int32)
+        if labels is None
+        else torch.as_tensor(np.asarray(labels)).to(torch.int32).reshape(-1)
+    )
+    if coords.shape[0] != labs.shape[0]:
+        raise InvalidPromptError(f"{coords.shape[0]} points but {labs.shape[0]} labels")
+    if labs.numel() and not bool(((labs == 0) | (labs == 1)).all()):
+        raise InvalidPromptError(f"labels must be 1 (include) or 0 (exclude), got {labs.tolist()}")
+    if box is not None:
+        if not clear_old_points:
+            raise InvalidPromptError(
+                "a box must come before any click on a frame: pass clear_old_points=True"
+            )
+        b = torch.as_tensor(np.asarray(box), dtype=torch.float32).reshape(-1)
+        if b.numel() != 4 or b[2] < b[0] or b[3] < b[1]:
+            raise InvalidPromptError(
+                f"a box is x1, y1, x2, y2 with x2 >= x1, y2 >= y1; got {b.tolist()}"
+            )
+        coords = torch.cat([b.reshape(2, 2), coords], dim=0)
+        labs = torch.cat([torch.tensor(BOX_LABELS, dtype=torch.int32), labs], dim=0)
+    return coords, labs
+
+
+def check_inside(coords: Tensor, width: int, height: int, normalize: bool) -> None:
+    """Points [P, 2] must lie on the frame: [0, W] x [0, H] pixels, or [0, 1] if relative."""
+    limit = torch.tensor([width, height], dtype=torch.float32) if normalize else torch.ones(2)
+    outside = ((coords < 0) | (coords > limit)).any(dim=-1)
+    if bool(outside.any()):
+        x, y = coords[outside][0].tolist()
+        where = f"{width}x{height} frame" if normalize else "[0, 1] range (normalize_coords=False)"
+        raise InvalidPromptError(f"point ({x:g}, {y:g}) lies outside the {where}")
