@@ -39,8 +39,8 @@ KIB_PER_MIB = 1024.0
 # ---- command line --------------------------------------------------------------------------
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """--threads, --quick, --seed: flags every benchmark takes."""
+def add_common_args(parser: argparse.ArgumentParser, profile: bool = True) -> None:
+    """--threads, --quick, --seed, --clock (and --profile if `profile`)."""
     parser.add_argument(
         "--threads",
         type=int,
@@ -52,10 +52,37 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
     parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall: elapsed time (default); cpu: this process's CPU time, steadier on a busy "
+        "machine (use with --threads 1)",
+    )
+    if not profile:
+        return
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="after timing, print the top torch operators of one run of each side",
     )
+
+
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    # CPU seconds of this process: time lost to other processes is not counted, so figures
+    # from a busy machine are usable; with more than one thread, spin-waiting is counted
+    "cpu": time.process_time,
+}
+_clock: list[Callable[[], float]] = [time.perf_counter]
+
+
+def now() -> float:
+    """The selected clock (see --clock), in seconds."""
+    return _clock[0]()
+
+
+def set_clock(name: str) -> None:
+    _clock[0] = CLOCKS[name]
 
 
 def set_threads(threads: int) -> None:
@@ -64,11 +91,17 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def describe_machine(threads: int) -> str:
+def apply_common_args(args: argparse.Namespace) -> None:
+    """Act on --threads and --clock."""
+    set_threads(args.threads)
+    set_clock(args.clock)
+
+
+def describe_machine(args: argparse.Namespace) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"torch {torch.__version__}, {threads} thread(s) of {os.cpu_count()} core(s), "
-        f"1-min load average {load:.2f}"
+        f"torch {torch.__version__}, {args.threads} thread(s) of {os.cpu_count()} core(s), "
+        f"{args.clock} clock, 1-min load average {load:.2f}"
     )
 
 
@@ -140,9 +173,9 @@ def structured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def timed(fn: Callable[[], object]) -> float:
     """Seconds one call of `fn` takes."""
-    start = time.perf_counter()
+    start = now()
     fn()
-    return time.perf_counter() - start
+    return now() - start
 
 
 def alternate(
@@ -232,10 +265,10 @@ def print_components(label: str, model: torch.nn.Module, fn: Callable[[], object
     for name, child in model.named_children():
 
         def pre(_m: object, _a: object, name: str = name) -> None:
-            started[name] = time.perf_counter()
+            started[name] = now()
 
         def post(_m: object, _a: object, _o: object, name: str = name) -> None:
-            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started[name]
+            spent[name] = spent.get(name, 0.0) + now() - started[name]
 
         handles += [child.register_forward_pre_hook(pre), child.register_forward_hook(post)]
     try:

@@ -20,12 +20,12 @@ from _common import (
     Row,
     add_common_args,
     alternate,
+    apply_common_args,
     describe_machine,
     model_pair,
     print_components,
     print_profile,
     print_table,
-    set_threads,
     structured_image,
     summary,
     timed,
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args.image_size = args.image_size or (QUICK_IMAGE_SIZE if args.quick else 1024)
     args.repeats = args.repeats or (QUICK_REPEATS if args.quick else 5)
     args.predict_repeats = args.predict_repeats or (QUICK_PREDICT_REPEATS if args.quick else 20)
-    set_threads(args.threads)
+    apply_common_args(args)
 
     cfg = dataclasses.replace(ModelConfig.named(args.model), image_size=args.image_size)
     ours_model, ref_model = model_pair(cfg, seed=args.seed)
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print(f"image benchmark: {args.model} at {args.image_size}, image {args.width}x{args.height}")
-    print(describe_machine(args.threads))
+    print(describe_machine(args))
 
     def set_ours() -> float:
         return timed(lambda: ours.set_image(image))

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,11 +31,12 @@ import numpy as np
 import torch
 from _common import (
     add_common_args,
+    apply_common_args,
     describe_machine,
+    now,
     peak_rss_mib,
     quiet_reference,
     rss_mib,
-    set_threads,
     upcast_reference_memory,
 )
 from PIL import Image
@@ -147,11 +147,11 @@ def frame_times(outputs: Iterator[object]) -> float:
     """Median seconds between consecutive outputs, skipping the first (the prompted frame,
     which also pays for writing the prompt into memory)."""
     times = []
-    last = time.perf_counter()
+    last = now()
     for _ in outputs:
-        now = time.perf_counter()
-        times.append(now - last)
-        last = now
+        t = now()
+        times.append(t - last)
+        last = t
     return statistics.median(times[1:] or times)
 
 
@@ -176,7 +176,7 @@ def _run_reference(args: argparse.Namespace) -> RunResult:
 
 
 def child_main(args: argparse.Namespace) -> None:
-    set_threads(args.threads)
+    apply_common_args(args)
     result = _run_masklet(args) if args.child == "masklet" else _run_reference(args)
     print(RESULT_PREFIX + json.dumps(asdict(result)), flush=True)
 
@@ -189,7 +189,7 @@ def run_child(side: str, frames: int, args: argparse.Namespace) -> RunResult:
         sys.executable, __file__, "--child", side, "--frames", str(frames),
         "--model", args.model, "--image-size", str(args.image_size),
         "--height", str(args.height), "--width", str(args.width),
-        "--threads", str(args.threads), "--seed", str(args.seed),
+        "--threads", str(args.threads), "--seed", str(args.seed), "--clock", args.clock,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--child", choices=("masklet", "reference"), help=argparse.SUPPRESS)
     p.add_argument("--frames", type=int, help=argparse.SUPPRESS)
-    add_common_args(p)
+    add_common_args(p, profile=False)
     args = p.parse_args(argv)
     if args.child:
         child_main(args)
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         f"video memory benchmark: small {args.model} at {args.image_size}, "
         f"frames {args.width}x{args.height}, one object clicked on frame 0, tracked forward"
     )
-    print(describe_machine(args.threads))
+    print(describe_machine(args))
     ours: list[RunResult] = []
     for n in lengths:
         if ours:

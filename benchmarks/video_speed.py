@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -28,12 +27,13 @@ from _common import (
     Row,
     add_common_args,
     alternate,
+    apply_common_args,
     describe_machine,
     model_pair,
+    now,
     print_components,
     print_profile,
     print_table,
-    set_threads,
     summary,
     upcast_reference_memory,
 )
@@ -74,11 +74,11 @@ def median_frame_time(outputs: Iterator[object]) -> float:
     """Median seconds between consecutive outputs; the first output (the prompted frame, which
     also writes the prompts into memory) is not a propagated frame and is skipped."""
     times = []
-    last = time.perf_counter()
+    last = now()
     for _ in outputs:
-        now = time.perf_counter()
-        times.append(now - last)
-        last = now
+        t = now()
+        times.append(t - last)
+        last = t
     return statistics.median(times[1:])
 
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(c) for c in args.objects.split(",")]
     if not all(1 <= c <= len(SHAPES) for c in counts):
         raise SystemExit(f"--objects must be between 1 and {len(SHAPES)}, got {args.objects!r}")
-    set_threads(args.threads)
+    apply_common_args(args)
 
     from tests.parity.reference import small_config
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"video speed benchmark: small {args.model} at {args.image_size}, frames "
         f"{args.width}x{args.height}, {args.frames} propagated frames x {args.runs} runs"
     )
-    print(describe_machine(args.threads))
+    print(describe_machine(args))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -494,7 +494,7 @@ def test_a_checkpoint_carrying_its_config_loads_without_a_variant(tmp_path) -> N
     )
     model = build_model(cfg)
     path = tmp_path / "custom.pt"
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, path)
+    torch.save({"model": model.state_dict(), "model_config": cfg.to_dict()}, path)
     assert stored_config(path) == cfg
     loaded = load_model(path)
     assert loaded.config == cfg

@@ -344,14 +344,14 @@ def load_model(
 
 
 def stored_config(path: str | os.PathLike[str]) -> ModelConfig | None:
-    """The model config a `.pt` carries under "config" (models trained with masklet), if any."""
+    """The model config a `.pt` carries under "model_config" (models trained with masklet)."""
     if Path(path).suffix == ".safetensors":
         return None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # read_state_dict already reported unreadable files
         return None
-    data = loaded.get("config") if isinstance(loaded, dict) else None
+    data = loaded.get("model_config") if isinstance(loaded, dict) else None
     if not isinstance(data, dict):
         return None
     try:

@@ -326,6 +326,7 @@ def _save_checkpoint(
         "losses": torch.tensor(losses, dtype=torch.float64),
         "rng_torch": torch.get_rng_state(),
         "config": json.dumps(dataclasses.asdict(config), default=str),
+        "model_config": model.config.to_dict(),  # so last.pt also loads with load_model
     }
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
@@ -435,5 +436,5 @@ def train(config: TrainConfig, dataset: ClipDataset, stop_at: int | None = None)
         model_path = out_dir / FINAL_MODEL
         with atomic_output(model_path) as tmp:
             # the official layout, plus the config so load_model needs no variant name
-            torch.save({"model": model.state_dict(), "config": model.config.to_dict()}, tmp)
+            torch.save({"model": model.state_dict(), "model_config": model.config.to_dict()}, tmp)
     return TrainResult(model, losses, max(end, start), checkpoint, model_path, report)
