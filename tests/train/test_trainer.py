@@ -135,7 +135,10 @@ def test_final_model_is_in_the_official_layout(tmp_path: Path) -> None:
     assert result.model_path == tmp_path / "run" / FINAL_MODEL
     assert (tmp_path / "run" / LAST_CHECKPOINT).is_file()
     state = torch.load(result.model_path, weights_only=True)
-    assert set(state) == {"model"}
+    assert set(state) == {"model", "model_config"}  # official layout plus the config
+    from masklet.checkpoints import load_model
+
+    assert load_model(result.model_path).config == tiny_config()
     fresh = build_model(tiny_config())
     fresh.load_state_dict(state["model"], strict=True)
     for (name, p), q in zip(fresh.state_dict().items(), result.model.state_dict().values()):
