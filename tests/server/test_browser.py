@@ -1,0 +1,163 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright against a real uvicorn
+server (tiny random model) on 127.0.0.1.
+
+Open the demo video, click the object, see its mask drawn, track to the end with the `t` key,
+export the overlay MP4 and decode it. Skips when Chromium or Playwright is missing
+(CI: `apt-get install -y chromium`, `pip install playwright`; never `playwright install`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+import pytest
+import torch
+
+from masklet.modeling.sam2 import SAM2Model, build_model
+from masklet.train.synthetic import make_demo_video
+from tests.parity.reference import small_config
+from tests.server.browser_helpers import (
+    CHROMIUM_ARGS,
+    COMPARE_OVERLAY,
+    LIT_FRAME_PIXELS,
+    hex_to_rgb,
+    running_server,
+    show_random_masks,
+    to_screen,
+    wait_for_page,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="needs Playwright: pip install playwright"
+)
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's Chromium: apt-get install -y chromium"
+)
+
+ROOT = Path(__file__).parents[2]
+SCREENSHOT = ROOT / "artifacts" / "web-ui.png"
+NUM_FRAMES, SIZE, FPS = 24, (256, 192), 24
+SERVER_LIFETIME_SECONDS = 120  # the server stops by itself after this, whatever happens
+STEP_TIMEOUT_MS = 30_000  # any one step (upload, click, tracking, export) waits at most this
+# the prompt's point marker (radius 3, a 1-pixel outline, antialiased) hides the mask near it
+MARKER_GUARD_PIXELS = 6
+FAR_PIXELS = 10_000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    torch.set_num_threads(1)  # the test machine is shared; one thread is faster under load
+    torch.manual_seed(0)
+    model: SAM2Model = build_model(small_config("sam2.1_hiera_tiny", image_size=128)).eval()
+    show_random_masks(model)
+    data = tmp_path_factory.mktemp("browser-server")
+    with running_server(model, data, SERVER_LIFETIME_SECONDS) as url:
+        yield url
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Page]:
+    """A page in a headless Chromium with a fresh profile; fails the test on any script error."""
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=list(CHROMIUM_ARGS),
+            accept_downloads=True,
+            viewport={"width": 1100, "height": 640},
+        )
+        context.set_default_timeout(STEP_TIMEOUT_MS)
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "response",
+                lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
+            yield page
+        finally:
+            context.close()
+    assert not errors, f"the page reported errors: {errors}"
+
+
+def test_click_track_export_in_chromium(server: str, page: Page, tmp_path: Path) -> None:
+    began = time.monotonic()
+    video = tmp_path / "demo.mp4"
+    clicks = make_demo_video(video, seed=0, num_frames=NUM_FRAMES, size=SIZE, fps=FPS)
+
+    page.goto(server)
+    page.wait_for_function("() => window.masklet !== undefined")
+    page.set_input_files("#file", str(video))
+    wait_for_page(page, "window.masklet.state.frames.has(0)")  # frame 0 is shown
+    session = page.evaluate("() => window.masklet.state.session")
+    assert (session["width"], session["height"]) == SIZE
+    assert session["num_frames"] == NUM_FRAMES
+    assert page.locator("#video-tools").is_visible() and page.locator("#player").is_visible()
+    assert page.evaluate(LIT_FRAME_PIXELS) > 0, "the video frame was not drawn"
+
+    obj_id, point = min(clicks.items())
+    rgb = list(hex_to_rgb(page.evaluate("() => window.masklet.state.objects[0].color")))
+    compare = [0, list(point), MARKER_GUARD_PIXELS, rgb]
+    assert page.evaluate(COMPARE_OVERLAY, compare)["painted"] == 0  # nothing clicked yet
+
+    box = page.locator("#overlay").bounding_box()
+    assert box is not None
+    x, y = to_screen(box, SIZE, point)
+    page.mouse.click(x, y)
+    wait_for_page(page, "window.masklet.state.masks.has(0)")
+    prompt = page.evaluate("() => window.masklet.state.prompts.get('0:1')")
+    assert prompt["points"] == [list(point)], "the click landed on another video pixel"
+    drawn = page.evaluate(COMPARE_OVERLAY, compare)
+    assert drawn["maskPixels"] > 0, "no mask to see: the model gave an empty mask"
+    assert drawn["wrong"] == 0, f"the canvas differs from the masks: {drawn}"
+
+    page.keyboard.press("t")  # the shortcut for the Track button
+    wait_for_page(
+        page,
+        "document.getElementById('progress').value === 1 && !window.masklet.state.tracking"
+        " && !document.getElementById('track').disabled",
+    )
+    assert (page.locator("#status").text_content() or "").startswith("tracked ")
+    tracked = page.evaluate("() => [...window.masklet.state.masks.keys()].sort((a, b) => a - b)")
+    assert tracked == list(range(NUM_FRAMES))
+
+    with page.expect_download() as download_info:
+        page.click("[data-export=mp4]")
+    exported = tmp_path / "overlay.mp4"
+    download_info.value.save_as(exported)
+    wait_for_page(page, "document.getElementById('status').textContent === 'exported mp4'")
+    with av.open(str(exported)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == NUM_FRAMES
+    assert (frames[0].width, frames[0].height) == SIZE
+
+    last = NUM_FRAMES - 1  # scrub to a tracked frame: its masks are drawn, and nothing else
+    page.locator("#slider").fill(str(last))
+    wait_for_page(
+        page, f"window.masklet.state.frame === {last} && window.masklet.state.frames.has({last})"
+    )
+    far_away = [-FAR_PIXELS, -FAR_PIXELS]  # no prompt marker on this frame
+    shown = page.evaluate(COMPARE_OVERLAY, [last, far_away, 0, rgb])
+    assert shown["wrong"] == 0, f"frame {last} differs from its tracked masks: {shown}"
+    assert page.locator("#frame-label").text_content() == f"{last} / {last}"
+    # the screenshot shows this frame: frame 0's random mask is a few scattered pixels
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 0
+    print(
+        f"\nbrowser test: {time.monotonic() - began:.1f} s; mask pixels on frame 0:"
+        f" {drawn['maskPixels']}, on frame {last}: {shown['maskPixels']}"
+    )
