@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 class PositionEmbeddingSine(nn.Module):
@@ -115,16 +115,23 @@ def axial_rope(dim: int, width: int, height: int, theta: float = 10000.0) -> tor
     return torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of x [B, heads, N, d] by angles [N, d/2] (N may be a multiple of
-    the angles' length: the angles are then tiled, as for memories of several frames)."""
+def rope_rotations(angles: Tensor) -> Tensor:
+    """Unit complex numbers e^(i * angle) for [N, d/2] angles: what `apply_rope` multiplies
+    by. Compute once per grid and reuse."""
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotate channel pairs of x [B, heads, N, d] by angles [N', d/2] (real angles, or the
+    complex rotations of `rope_rotations`). N may be a multiple of N' (memories of several
+    frames): the rotations are broadcast over the frames, never copied."""
     n = x.shape[-2]
     if n == 0:
         return x
-    if n != angles.shape[0]:
-        angles = angles.repeat(n // angles.shape[0], 1)
-    cos, sin = angles.cos().to(x.device), angles.sin().to(x.device)
-    pairs = x.float().reshape(*x.shape[:-1], -1, 2)  # [B, h, N, d/2, 2]
-    real, imag = pairs[..., 0], pairs[..., 1]
-    out = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
-    return out.flatten(-2).type_as(x)
+    rot = angles if angles.is_complex() else rope_rotations(angles)
+    rot = rot.to(x.device)
+    frames = n // rot.shape[0]
+    b, h, _, d = x.shape
+    pairs = x.float().reshape(b, h, frames, rot.shape[0], d // 2, 2)  # [B, h, F, N', d/2, 2]
+    rotated = torch.view_as_complex(pairs) * rot  # complex product, as the reference computes it
+    return torch.view_as_real(rotated).reshape(b, h, n, d).type_as(x)

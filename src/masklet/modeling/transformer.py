@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from masklet.errors import InvalidInputError
 from masklet.modeling.common import MLP, sdpa
-from masklet.modeling.position import apply_rope, axial_rope
+from masklet.modeling.position import apply_rope, axial_rope, rope_rotations
 
 
 class Attention(nn.Module):
@@ -99,7 +99,7 @@ class RoPEAttention(Attention):
         self._angles: dict[tuple[int, str], Tensor] = {}
 
     def _grid_angles(self, num_tokens: int, device: torch.device) -> Tensor:
-        """[N, d/2] rotation angles for a square grid of N tokens."""
+        """[N, d/2] complex rotations for a square grid of N tokens."""
         key = (num_tokens, str(device))
         if key not in self._angles:
             side = math.isqrt(num_tokens)
@@ -108,7 +108,8 @@ class RoPEAttention(Attention):
                     f"RoPE attention expects queries from a square feature map, got "
                     f"{num_tokens} tokens; pass a H x W map with H == W"
                 )
-            self._angles[key] = axial_rope(self.head_dim, side, side, self.rope_theta).to(device)
+            angles = axial_rope(self.head_dim, side, side, self.rope_theta)
+            self._angles[key] = rope_rotations(angles).to(device)  # complex, cached
         return self._angles[key]
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
