@@ -39,7 +39,8 @@ class MemoryAttentionLayer(nn.Module):
         )
         self.linear1 = nn.Linear(d_model, config.dim_feedforward)
         self.linear2 = nn.Linear(config.dim_feedforward, d_model)
-        self.activation = nn.ReLU()
+        # in place: the [B, HW, dim_feedforward] hidden tensor is the largest one here
+        self.activation = nn.ReLU(inplace=True)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
