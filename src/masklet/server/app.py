@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from masklet import __version__
 from masklet.server.context import BodyLimitMiddleware, ServerContext
 from masklet.server.errors import install_error_handlers
-from masklet.server.routes import health, images, predictions, sessions, tracking
+from masklet.server.routes import health, images, predictions, sessions, text, tracking
 from masklet.server.settings import ServerSettings
 
 log = logging.getLogger("masklet.server")
@@ -74,7 +74,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.context = context
     install_error_handlers(app, settings.retry_after_seconds)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_SLACK_BYTES)
-    for module in (health, images, sessions, tracking, predictions):
+    for module in (health, images, sessions, tracking, text, predictions):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -15,16 +15,21 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from masklet.server.errors import UnauthorizedError, error_response
+from masklet.errors import CheckpointError
+from masklet.server.errors import ApiError, UnauthorizedError, error_response
 from masklet.server.jobs import WorkerPool
 from masklet.server.sessions import ANONYMOUS, SessionStore, owner_of
 from masklet.server.settings import ServerSettings
 
 if TYPE_CHECKING:
     from masklet.modeling.sam2 import SAM2Model
+    from masklet.text.detector import Detector
     from masklet.video.predictor import VideoPredictor
 
 FILE_TOKEN_BYTES = 24
+# status of text requests when the detector cannot be loaded (transformers or weights missing):
+# the request is fine, this server cannot serve it until its operator installs what is missing
+DETECTOR_UNAVAILABLE_STATUS = 503
 
 
 class ModelHolder:
@@ -35,7 +40,9 @@ class ModelHolder:
         self._settings = settings
         self._model: SAM2Model | None = None
         self._video: VideoPredictor | None = None
+        self._detector: Detector | None = None
         self._lock = threading.Lock()
+        self._detector_lock = threading.Lock()  # loading it must not hold up SAM 2 requests
 
     @property
     def loaded(self) -> bool:
@@ -65,6 +72,28 @@ class ModelHolder:
             if self._video is None:
                 self._video = VideoPredictor(model)
             return self._video
+
+    def detector(self) -> Detector:
+        """The text-prompt detector, loaded on first use. A failed load is not remembered (the
+        operator may install transformers or download weights meanwhile); it is answered
+        `DETECTOR_UNAVAILABLE_STATUS` with the one-line message of `masklet.text`."""
+        from masklet.text import GroundingDINODetector, TextExtraMissingError
+
+        with self._detector_lock:
+            if self._detector is None:
+                factory = self._settings.detector_factory
+                try:
+                    if factory is not None:
+                        self._detector = factory(self._settings)
+                    else:
+                        self._detector = GroundingDINODetector(
+                            self._settings.detector, device=self._settings.device
+                        )
+                except (TextExtraMissingError, CheckpointError) as error:
+                    raise ApiError(
+                        DETECTOR_UNAVAILABLE_STATUS, "detector_unavailable", str(error)
+                    ) from error
+            return self._detector
 
 
 @dataclass

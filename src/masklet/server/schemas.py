@@ -15,9 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from masklet.io.masks import MAX_OBJECT_ID, area, encode_rle, mask_to_box
 
+# masklet.text's defaults (GroundingDINO's recommended), spelt out so the schemas do not import
+# torch; tests/server/test_text_api.py keeps them equal
+DEFAULT_BOX_THRESHOLD = 0.35
+DEFAULT_TEXT_THRESHOLD = 0.25
+
 ObjectId = int
 MAX_POINTS = 512  # clicks per object and frame; more is certainly a client bug
 MAX_OBJECTS = 256
+MAX_TEXT_CHARS = 1000  # a text prompt is a few phrases; more is certainly a client bug
 
 
 class _Strict(BaseModel):
@@ -32,6 +38,7 @@ class RLE(BaseModel):
 class ObjectMask(BaseModel):
     id: int
     name: str | None = None
+    label: str | None = Field(None, description="the text-prompt phrase that found the object")
     score: float | None = Field(None, description="predicted IoU (images) or visibility")
     box: tuple[float, float, float, float] = Field(
         description="tight box x0, y0, x1, y1 (inclusive pixel indices; zeros when empty)"
@@ -102,10 +109,31 @@ class ImageObjectPrompt(_Clicks):
         return self
 
 
-class ImagePrompts(_Strict):
-    """The `prompts` form field of `POST /v1/images:segment`, as JSON."""
+class TextQuery(_Strict):
+    """A text prompt ("a dog. a red car.") and the detector's settings."""
 
-    objects: list[ImageObjectPrompt] = Field(min_length=1, max_length=MAX_OBJECTS)
+    text: str | None = Field(
+        None, min_length=1, max_length=MAX_TEXT_CHARS,
+        description='phrases separated by "." (e.g. "a dog. a red car."); each detected box '
+        "becomes an object",
+    )  # fmt: skip
+    box_threshold: float = Field(
+        DEFAULT_BOX_THRESHOLD, ge=0.0, le=1.0, description="lowest detection score kept"
+    )
+    text_threshold: float = Field(
+        DEFAULT_TEXT_THRESHOLD, ge=0.0, le=1.0,
+        description="lowest score for a box to be labelled with a phrase",
+    )  # fmt: skip
+    max_objects: int | None = Field(
+        None, ge=1, le=MAX_OBJECTS, description="keep at most this many (best first)"
+    )
+
+
+class ImagePrompts(TextQuery):
+    """The `prompts` form field of `POST /v1/images:segment`, as JSON: objects, or a text
+    prompt, or both (text objects get the ids after the largest object id)."""
+
+    objects: list[ImageObjectPrompt] = Field(default_factory=list, max_length=MAX_OBJECTS)
     multimask: bool = Field(False, description="pick the best of 3 candidate masks")
     outputs: list[Literal["overlay", "id_mask"]] = Field(
         default_factory=list,
@@ -115,6 +143,8 @@ class ImagePrompts(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> ImagePrompts:
+        if not self.objects and self.text is None:
+            raise ValueError("give objects (clicks, boxes, a mask) or a text prompt, or both")
         ids = [o.id for o in self.objects]
         if len(set(ids)) != len(ids):
             raise ValueError(f"object ids must be unique, got {ids}")
@@ -123,10 +153,23 @@ class ImagePrompts(_Strict):
         return self
 
 
+class DetectedObject(BaseModel):
+    """An object a text prompt found: its id and name, the phrase, and the detector's box."""
+
+    id: int
+    name: str
+    label: str
+    box: tuple[float, float, float, float] = Field(description="detector box x1, y1, x2, y2")
+    score: float = Field(description="detection score in [0, 1]")
+
+
 class ImageResult(BaseModel):
     width: int
     height: int
     objects: list[ObjectMask]
+    detections: list[DetectedObject] = Field(
+        default_factory=list, description="the objects the text prompt found (box prompts)"
+    )
     overlay_png: str | None = Field(None, description="base64 PNG, if asked for")
     id_mask_png: str | None = Field(None, description="base64 PNG, if asked for")
 
@@ -166,6 +209,21 @@ class FramePrompt(_Clicks):
 class FrameMasks(BaseModel):
     frame: int
     objects: list[ObjectMask]
+
+
+class TextRequest(TextQuery):
+    """`POST /v1/sessions/{id}/text`: detect on one frame, add each box as a new object."""
+
+    frame: int = Field(ge=0)
+    text: str = Field(  # type: ignore[assignment]  # required here, optional for images
+        min_length=1, max_length=MAX_TEXT_CHARS, description='e.g. "a dog. a red car."'
+    )
+
+
+class TextResult(BaseModel):
+    frame: int
+    objects: list[ObjectMask] = Field(description="the frame's masks of every object")
+    added: list[DetectedObject] = Field(description="the new objects, best detection first")
 
 
 class PropagateRequest(_Strict):
@@ -237,6 +295,7 @@ def object_masks(
     masks: Mapping[int, np.ndarray],
     scores: Mapping[int, float] | None = None,
     names: Mapping[int, str] | None = None,
+    labels: Mapping[int, str] | None = None,
 ) -> list[ObjectMask]:
     """API records of `[H, W]` bool masks, in increasing id order."""
     out = []
@@ -248,6 +307,7 @@ def object_masks(
             ObjectMask(
                 id=int(obj_id),
                 name=(names or {}).get(obj_id),
+                label=(labels or {}).get(obj_id),
                 score=None if scores is None or obj_id not in scores else float(scores[obj_id]),
                 box=(x0, y0, x1, y1),
                 area=area(mask),

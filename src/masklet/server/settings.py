@@ -19,6 +19,7 @@ from masklet.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from masklet.modeling.sam2 import SAM2Model
+    from masklet.text.detector import Detector
 
 # "auto": the official tiny model when it is in the cache, else the bundled nano model, so the
 # server and its web page work offline out of the box
@@ -27,8 +28,13 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 ENV_PREFIX = "MASKLET_"
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+# masklet.text.DEFAULT_DETECTOR, spelt out: importing masklet.text here would load torch for
+# every `masklet serve --help` (a test keeps the two equal)
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 
 ModelFactory = Callable[["ServerSettings"], "SAM2Model"]
+DetectorFactory = Callable[["ServerSettings"], "Detector"]
+_FACTORIES = ("model_factory", "detector_factory")  # code, not settings a variable can give
 
 
 def default_data_dir() -> Path:
@@ -53,6 +59,10 @@ class ServerSettings:
         requests are answered 429.
     model_factory: builds the model on first use (tests inject a tiny random model); None
         loads `model` with `masklet.checkpoints.load_model`.
+    detector: the GroundingDINO model for text prompts: a hub id, "tiny" / "base", or a
+        local `save_pretrained` directory. Loaded on the first text request.
+    detector_factory: builds the detector on first use (tests inject a `ScriptedDetector`);
+        None loads `detector` with `masklet.text.GroundingDINODetector`.
     """
 
     model: str = DEFAULT_MODEL
@@ -69,6 +79,8 @@ class ServerSettings:
     queue_size: int = 8
     retry_after_seconds: int = 2
     model_factory: ModelFactory | None = field(default=None, compare=False, repr=False)
+    detector: str = DEFAULT_DETECTOR
+    detector_factory: DetectorFactory | None = field(default=None, compare=False, repr=False)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -140,7 +152,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in fields(ServerSettings):
-        if f.name == "model_factory":
+        if f.name in _FACTORIES:
             continue
         name = ENV_PREFIX + _ENV_NAMES.get(f.name, f.name.upper())
         if name in env and env[name] != "":

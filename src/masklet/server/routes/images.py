@@ -18,6 +18,8 @@ from masklet.io.overlay import draw_overlay
 from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import with_field
 from masklet.server.routes.common import ERROR_RESPONSES
+from masklet.server.routes.text import check_text, detected, object_names
+from masklet.server.routes.text import router as text_router
 from masklet.server.schemas import ImagePrompts, ImageResult, object_masks
 from masklet.server.uploads import parse_json_field, read_uploaded, save_upload, scratch_file
 
@@ -26,13 +28,15 @@ MASK_PROMPT_LOGIT = 10.0  # a binary mask prompt becomes +-10 logits, like the C
 
 PROMPTS_HELP = (
     'JSON: {"objects": [{"id": 1, "points": [[x, y]], "labels": [1], "box": [x1, y1, x2, y2], '
-    '"mask": false}], "multimask": false, "outputs": ["overlay", "id_mask"]}'
+    '"mask": false}], "multimask": false, "outputs": ["overlay", "id_mask"], '
+    '"text": "a dog. a red car.", "box_threshold": 0.35, "text_threshold": 0.25, '
+    '"max_objects": null} (objects, text, or both)'
 )
 
 
 @router.post(
-    "/v1/images:segment", response_model=ImageResult, responses=ERROR_RESPONSES,
-    summary="Segment objects in an image",
+    "/v1/images:segment", response_model=ImageResult,
+    responses=ERROR_RESPONSES | text_router.responses, summary="Segment objects in an image",
 )  # fmt: skip
 async def segment_image(
     image: Annotated[UploadFile, File(description="JPEG, PNG or WebP (read by content)")],
@@ -44,8 +48,12 @@ async def segment_image(
     ] = None,
 ) -> ImageResult:
     """Per-object masks (COCO RLE), scores (predicted IoU) and boxes. `outputs` adds a coloured
-    overlay and / or an id mask (pixel value = object id) as base64 PNG in the JSON."""
+    overlay and / or an id mask (pixel value = object id) as base64 PNG in the JSON. A `text`
+    prompt adds one object per detected box (ids after the largest given id, names
+    `{phrase}_{k}`, records labelled with the phrase); 503 when the detector is unavailable."""
     parsed = parse_json_field(prompts, ImagePrompts, "prompts")
+    if parsed.text is not None:
+        check_text(parsed.text, "prompts.text")
     if mask is None and any(o.mask for o in parsed.objects):
         raise with_field(
             InvalidPromptError("an object has mask=true but no mask file was sent"), "mask"
@@ -75,6 +83,7 @@ def _segment(
 ) -> ImageResult:
     from masklet.cli.image import mask_to_logits
     from masklet.image_predictor import ImagePredictor
+    from masklet.text import segment_text
 
     image = read_uploaded(read_image, image_path, "the uploaded image", "image")
     h, w = image.shape[:2]
@@ -101,9 +110,27 @@ def _segment(
         masks[obj.id] = pred.masks[0, best].cpu().numpy().astype(bool)
         scores[obj.id] = float(pred.ious[0, best])
     names = {o.id: o.name for o in parsed.objects if o.name}
+    labels: dict[int, str] = {}
+    detections = []
+    if parsed.text is not None:
+        found = segment_text(
+            predictor, image, parsed.text, ctx.models.detector(),
+            box_threshold=parsed.box_threshold, text_threshold=parsed.text_threshold,
+            max_objects=parsed.max_objects,
+            first_id=max((o.id for o in parsed.objects), default=0) + 1, image_is_set=True,
+        )  # fmt: skip
+        text_names = object_names([o.label for o in found], names.values())
+        for text_obj, name in zip(found, text_names, strict=True):
+            masks[text_obj.obj_id], scores[text_obj.obj_id] = text_obj.mask, text_obj.mask_iou
+            names[text_obj.obj_id], labels[text_obj.obj_id] = name, text_obj.label
+        detections = detected(
+            [o.obj_id for o in found], text_names, [o.label for o in found],
+            np.asarray([o.box for o in found], np.float32).reshape(-1, 4),
+            [o.score for o in found],
+        )  # fmt: skip
     result = ImageResult(
-        width=w, height=h, objects=object_masks(masks, scores, names),
-        overlay_png=None, id_mask_png=None,
+        width=w, height=h, objects=object_masks(masks, scores, names, labels),
+        detections=detections, overlay_png=None, id_mask_png=None,
     )  # fmt: skip
     if "overlay" in parsed.outputs:
         clicks = [
