@@ -259,6 +259,50 @@ async function sendVideoPrompt(frame, id) {
   status(`frame ${frame}: masks updated. Press t to track.`);
 }
 
+// ---- text prompts -------------------------------------------------------------------
+
+// Objects found by a text prompt join the list under the server's ids and names; a local
+// object with the same id but no prompt yet (the empty object_1 of a fresh page) is taken over.
+function adoptDetections(frame, detections) {
+  for (const d of detections) {
+    const obj = state.objects.find((o) => o.id === d.id);
+    if (obj) obj.name = d.name;
+    else state.objects.push({ id: d.id, name: d.name, color: PALETTE[(d.id - 1) % PALETTE.length] });
+    // the detector's box is the object's prompt: later clicks refine it
+    Object.assign(promptOf(frame, d.id), { points: [], labels: [], box: d.box });
+    state.nextId = Math.max(state.nextId, d.id + 1);
+  }
+  if (detections.length) state.active = detections[0].id;
+  renderObjects();
+}
+
+async function findText() {
+  const text = $("text-prompt").value.trim();
+  if (!state.mode) return status("open an image or a video first", true);
+  if (!text) return status("type what to find, e.g. “a dog. a red car.”", true);
+  status(`finding “${text}”…`);
+  $("find").disabled = true;
+  try {
+    let frame = 0, result;
+    if (state.mode === "image") {
+      const form = new FormData();
+      form.append("image", state.imageFile);
+      form.append("prompts", JSON.stringify({ ...imagePrompts(), text }));
+      result = await request("POST", "/v1/images:segment", form);
+      result.added = result.detections;
+    } else {
+      frame = state.frame;
+      result = await request("POST", `/v1/sessions/${state.session.id}/text`, { frame, text });
+    }
+    adoptDetections(frame, result.added);
+    storeMasks(frame, result.objects);
+    if (state.frame === frame) draw();
+    const names = result.added.map((d) => `${d.name} (${d.score.toFixed(2)})`).join(", ");
+    status(result.added.length ? `found ${names}` : `nothing found for “${text}”`);
+  } catch (e) { status(e.message, true); }
+  finally { $("find").disabled = false; }
+}
+
 async function clearFrame() {
   const id = state.active;
   if (id === null || !state.prompts.has(`${state.frame}:${id}`)) return;
@@ -390,6 +434,7 @@ async function exportImage(kind) {
 
 $("file").onchange = (event) => event.target.files[0] && openFile(event.target.files[0]);
 $("add-object").onclick = addObject;
+$("text-find").onsubmit = (event) => { event.preventDefault(); findText(); };
 $("track").onclick = track;
 $("cancel").onclick = cancelTrack;
 $("play").onclick = togglePlay;
