@@ -79,7 +79,7 @@ def test_bounded_memory_gives_the_same_masks_as_keeping_everything(short_memory_
 
 
 def test_batched_objects_equal_objects_tracked_alone(model) -> None:  # type: ignore[no-untyped-def]
-    predictor = VideoPredictor(model, fill_hole_area=0)
+    predictor = VideoPredictor(model, fill_hole_area=0, batch_objects=True)
     video = frames(8)
     prompts = {
         1: dict(points=[[8, 18]], labels=[1]),

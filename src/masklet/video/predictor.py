@@ -43,12 +43,16 @@ class VideoPredictor:
         clear_non_cond_mem_around_input: bool = False,
         add_all_frames_to_correct_as_cond: bool = True,
         feature_cache_frames: int = 2,
+        batch_objects: bool | None = None,
     ) -> None:
         """
         fill_hole_area: fill background holes up to this many low-res pixels (0 = off).
         add_all_frames_to_correct_as_cond: a correction click on a tracked frame makes it a
             conditioning frame, so the correction survives re-propagation. The reference
             defaults to False, where a correction is overwritten by the next propagation.
+        batch_objects: run objects whose memories line up as one batch. None = only on an
+            accelerator: on CPU a batch of objects measured ~10% slower per object than one
+            by one (larger intermediate tensors), so objects run one by one there.
         """
         self.model = model
         self.fill_hole_area = fill_hole_area
@@ -56,6 +60,7 @@ class VideoPredictor:
         self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.feature_cache_frames = feature_cache_frames
+        self.batch_objects = batch_objects
 
     @property
     def image_size(self) -> int:
@@ -362,7 +367,15 @@ class VideoPredictor:
                     self._clear_non_cond_around(session, track, frame_idx)
             else:
                 to_run.append(track)
-        for group in groups(to_run, frame_idx, self.model, session.num_frames, reverse):
+        batch = self.batch_objects
+        if batch is None:
+            batch = self.device.type != "cpu"
+        grouped = (
+            groups(to_run, frame_idx, self.model, session.num_frames, reverse)
+            if batch
+            else [[track] for track in to_run]
+        )
+        for group in grouped:
             outs = self._infer(session, group, frame_idx, False, None, None, reverse, True)
             for track, out in zip(group, outs):
                 track.non_cond[frame_idx] = out
