@@ -222,7 +222,8 @@ def test_malformed_text_requests_name_the_field(
         ({"text": "dog", "box_threshold": 1.5}, "prompts.box_threshold"),
         ({"text": "dog", "text_threshold": "high"}, "prompts.text_threshold"),
         ({"text": "dog", "max_objects": 0}, "prompts.max_objects"),
-        ({"objects": []}, "prompts"),
+        ({"objects": []}, "prompts.objects"),
+        ({}, "prompts.objects"),
     ]
     for prompts, field in image_cases:
         response = segment(client, image_bytes, prompts)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from masklet.io.masks import MAX_OBJECT_ID, area, encode_rle, mask_to_box
 
@@ -133,7 +133,9 @@ class ImagePrompts(TextQuery):
     """The `prompts` form field of `POST /v1/images:segment`, as JSON: objects, or a text
     prompt, or both (text objects get the ids after the largest object id)."""
 
-    objects: list[ImageObjectPrompt] = Field(default_factory=list, max_length=MAX_OBJECTS)
+    objects: list[ImageObjectPrompt] = Field(
+        default_factory=list, max_length=MAX_OBJECTS, validate_default=True
+    )
     multimask: bool = Field(False, description="pick the best of 3 candidate masks")
     outputs: list[Literal["overlay", "id_mask"]] = Field(
         default_factory=list,
@@ -141,10 +143,18 @@ class ImagePrompts(TextQuery):
         "an id mask (pixel value = object id, 8- or 16-bit grayscale)",
     )
 
+    @field_validator("objects")
+    @classmethod
+    def _objects_or_text(
+        cls, objects: list[ImageObjectPrompt], info: ValidationInfo
+    ) -> list[ImageObjectPrompt]:
+        # `text` is declared first (in TextQuery), so it is validated and in info.data by now
+        if not objects and info.data.get("text") is None:
+            raise ValueError("give objects (clicks, boxes, a mask) or a text prompt, or both")
+        return objects
+
     @model_validator(mode="after")
     def _unique(self) -> ImagePrompts:
-        if not self.objects and self.text is None:
-            raise ValueError("give objects (clicks, boxes, a mask) or a text prompt, or both")
         ids = [o.id for o in self.objects]
         if len(set(ids)) != len(ids):
             raise ValueError(f"object ids must be unique, got {ids}")
