@@ -1,0 +1,85 @@
+"""The bundled nano model: loads offline by name, runs the README quickstart end to end, and
+the held-out evaluation that its model card reports runs on it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from masklet.checkpoints import BUNDLED_MODELS, bundled_path, load_model
+from masklet.cli.main import main
+from masklet.eval.heldout import evaluate_heldout
+from masklet.train.synthetic import SyntheticConfig
+
+NAME = "masklet-nano-synthetic"
+MAX_BYTES = 10 * 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No network and an empty cache: the bundled model must need neither."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MASKLET_CACHE", str(tmp_path / "empty-cache"))
+    torch.set_num_threads(1)
+
+
+def test_loads_by_name_from_the_package() -> None:
+    path = bundled_path(NAME)
+    assert path is not None and path.stat().st_size <= MAX_BYTES
+    assert NAME in BUNDLED_MODELS
+    model = load_model(NAME)
+    assert model.config.name == NAME and model.config.image_size == 128
+    assert next(model.parameters()).dtype == torch.float32  # stored fp16, run fp32
+
+
+def test_quickstart_runs_end_to_end_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = tmp_path / "demo.mp4"
+    assert main(["demo", str(demo), "--frames", "10"]) == 0
+    printed = capsys.readouterr().out
+    coords = printed.split('--click-coordinates "')[1].split('"')[0]
+    out, masks, js = tmp_path / "tracked.mp4", tmp_path / "masks", tmp_path / "masks.json"
+    code = main(["video", str(demo), "--model", NAME, "--click-coordinates", coords,
+                 "--direction", "both", "-o", str(out), "--masks", str(masks), "--json", str(js)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 10
+    assert len(list(masks.glob("*.png"))) == 10
+    data = json.loads(js.read_text())
+    assert len(data["frames"]) == 10 and len(data["objects"]) == coords.count("[")
+    # the image command too, on the same clip's first frame
+    frame = tmp_path / "frame0.png"
+    with av.open(str(demo)) as container:
+        next(container.decode(video=0)).to_image().save(frame)
+    x, y = coords.strip("[]").split("],[")[0].split(",")
+    assert (
+        main(
+            [
+                "image",
+                str(frame),
+                "--model",
+                NAME,
+                "--point",
+                f"{x},{y}",
+                "-o",
+                str(tmp_path / "o.png"),
+            ]
+        )
+        == 0
+    )
+
+
+def test_heldout_evaluation_runs_on_the_nano_model() -> None:
+    report = evaluate_heldout(load_model(NAME), num_videos=2, config=SyntheticConfig(num_frames=8))
+    assert report.forward.objects and all(0.0 <= o.jf_mean <= 1.0 for o in report.forward.objects)
+    assert not math.isnan(report.forward.jf_mean)
+    assert "forward  J&F" in report.summary()
+    assert all(0.0 <= a <= 1.0 and 0.0 <= b <= 1.0 for a, b in report.corrections)
+    assert np.isfinite(report.recoveries).all()
