@@ -98,6 +98,9 @@ def test_serve_command_settings_and_refusal(tmp_path) -> None:  # type: ignore[n
     )
     assert settings.session_ttl_seconds == 60.0 and settings.queue_size == 2
     assert settings.host == "127.0.0.1"
+    assert settings.model == "auto"  # cached official tiny model, else the bundled nano model
+    with_detector = settings_from_args(build_parser().parse_args(["serve", "--detector", "base"]))
+    assert with_detector.detector == "base"
     # a public address without a key: one clear line and exit code 2, nothing started
     assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()

@@ -25,6 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
     model.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
+    model.add_argument(
+        "--detector", default=None, metavar="MODEL_ID_OR_PATH",
+        help="GroundingDINO for text prompts: hub id, 'tiny', 'base' or a local directory",
+    )  # fmt: skip
     p.add_argument("--data-dir", default=None, help="uploads and outputs (default: in the cache)")
     p.add_argument(
         "--api-key", action="append", default=None, metavar="KEY",
@@ -47,6 +51,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
 
     return settings_from_env(
         host=args.host, port=args.port, model=args.checkpoint or args.model, device=args.device,
+        detector=args.detector,
         data_dir=args.data_dir, api_keys=tuple(args.api_key) if args.api_key else None,
         max_upload_mb=args.max_upload_mb, max_video_frames=args.max_video_frames,
         max_sessions=args.max_sessions, session_ttl_seconds=args.session_ttl,
