@@ -170,3 +170,17 @@ def test_bad_prompts_raise_clear_errors(model) -> None:  # type: ignore[no-untyp
     with pytest.raises(SessionNotFoundError, match="cannot remove object 5"):
         predictor.remove_object(s, 5, strict=True)
     assert s.obj_ids == []  # nothing half-added by the failed calls
+
+
+def test_non_overlapping_masks_option(model) -> None:  # type: ignore[no-untyped-def]
+    predictor = VideoPredictor(model, non_overlap_masks=True)
+    s = predictor.init_state(frames(3))
+    predictor.add_new_points_or_box(s, 0, 1, box=[0, 0, 60, 44])
+    _, _, masks = predictor.add_new_points_or_box(s, 0, 2, box=[4, 4, 64, 48])
+    for out in [masks, *(m for _, _, m in predictor.propagate_in_video(s))]:
+        foreground = (out[:, 0] > 0).sum(dim=0)  # objects claiming each pixel
+        assert int(foreground.max()) <= 1
+        # where an object is not the highest-scoring one it is pushed to at most -10
+        winner = out[:, 0].argmax(dim=0)
+        for i in range(out.shape[0]):
+            assert bool((out[i, 0][winner != i] <= -10.0).all())

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from masklet.errors import InvalidInputError, InvalidPromptError, SessionNotFoundError
 from masklet.modeling.outputs import FrameOutput, ImageFeatures
-from masklet.modeling.sam2 import NO_OBJECT_SCORE, SAM2Model
+from masklet.modeling.sam2 import NO_OBJECT_SCORE, SAM2Model, non_overlapping
 from masklet.postprocess import fill_holes_video
 from masklet.video.batching import groups, merge_banks, shared_memory_pos
 from masklet.video.frames import FrameSource, LiveSource, open_frames
@@ -220,8 +220,6 @@ class VideoPredictor:
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
     def _maybe_non_overlap(self, masks: Tensor) -> Tensor:
-        from masklet.modeling.sam2 import non_overlapping
-
         return non_overlapping(masks) if self.non_overlap_masks else masks
 
     # ---- inference --------------------------------------------------------------------------
