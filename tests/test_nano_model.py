@@ -26,7 +26,6 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No network and an empty cache: the bundled model must need neither."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MASKLET_CACHE", str(tmp_path / "empty-cache"))
-    torch.set_num_threads(1)
 
 
 def test_loads_by_name_from_the_package() -> None:

@@ -27,15 +27,6 @@ W, H, N, FPS = 64, 48, 8, 24
 CLICKS = ["--click-coordinates", "[20,20],[48,30]", "--click-object-ids", "dog,cat"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models on a shared machine: one thread avoids oversubscription (20x faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_model():  # type: ignore[no-untyped-def]
     torch.manual_seed(0)

@@ -55,17 +55,12 @@ FAR_PIXELS = 10_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine is shared; one thread is faster under load
     torch.manual_seed(0)
     model: SAM2Model = build_model(small_config("sam2.1_hiera_tiny", image_size=128)).eval()
     show_random_masks(model)
     data = tmp_path_factory.mktemp("browser-server")
-    try:
-        with running_server(model, data, SERVER_LIFETIME_SECONDS) as url:
-            yield url
-    finally:
-        torch.set_num_threads(threads)
+    with running_server(model, data, SERVER_LIFETIME_SECONDS) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ with a scripted detector (no transformers, no network) and the tiny random SAM 2
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from masklet.errors import CheckpointError
@@ -28,14 +26,6 @@ from tests.server.conftest import FRAMES, HEIGHT, WIDTH, AppFactory
 # two squares the detector "finds", and one box below the default threshold
 BOXES = [[8, 14, 28, 34], [36, 4, 60, 20], [0, 0, 10, 10]]
 SCORES = [0.9, 0.6, 0.2]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; the tiny model needs no more
-    yield
-    torch.set_num_threads(threads)
 
 
 def squares(label: str = "square") -> ScriptedDetector:

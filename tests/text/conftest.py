@@ -5,7 +5,6 @@ vocabulary, and a small random SAM 2. Outputs are meaningless; shapes and flows 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from tests.parity.reference import small_config
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "the", "dog", "red", "car",
          "cat", "bright", "square"]  # fmt: skip
 IMAGE_SIDE = 64  # the detector's input resolution (shortest edge)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared machine: one thread avoids oversubscription (10x faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build_tiny_grounding_dino(vocab_dir: Path) -> tuple[Any, Any]:

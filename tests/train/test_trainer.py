@@ -1,5 +1,4 @@
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,6 @@ from masklet.train.trainer import (
     lr_factor,
     train,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run several times faster on one thread than on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(name: str = "sam2.1_hiera_tiny", image_size: int = 64) -> ModelConfig:

@@ -23,15 +23,6 @@ OBJECT_SCORE_BIAS = 10.0
 CLICK = np.array([[22.0, 20.0]], np.float32)  # on the moving square of frame 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models on a shared machine: one thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def predictor() -> VideoPredictor:
     torch.manual_seed(0)

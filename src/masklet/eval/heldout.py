@@ -177,7 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="masklet-nano-synthetic")
     parser.add_argument("--videos", type=int, default=20)
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     report = evaluate_heldout(load_model(args.model), args.videos)  # type: ignore[arg-type]
     print(report.summary())
     print(report.forward.table())
