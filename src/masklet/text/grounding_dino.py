@@ -94,11 +94,9 @@ class GroundingDINODetector:
         return self
 
     def _setup(self, model: Any, processor: Any, device: str | None, name: str) -> None:
-        import torch
+        from masklet.checkpoints import resolve_device
 
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # cuda -> mps -> cpu, as for SAM 2
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.name = name
