@@ -21,6 +21,7 @@ from masklet.modeling.sam2 import build_model
 from masklet.prompts import parse_click_strings
 from masklet.video.predictor import VideoPredictor
 from masklet.video.tracking import apply_prompts, track
+from tests.media import write_square_clip
 from tests.parity.reference import small_config
 
 W, H, N, FPS = 64, 48, 8, 24
@@ -42,18 +43,7 @@ def patched_model(monkeypatch: pytest.MonkeyPatch, tiny_model):  # type: ignore[
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
     """8 frames 64x48 at 24 fps: a bright square moving right on a dark background."""
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i in range(N):
-            array = np.full((H, W, 3), 30, np.uint8)
-            array[10:30, 10 + 2 * i : 30 + 2 * i] = (220, 200, 40)
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+    return write_square_clip(tmp_path / "clip.mp4", N, (W, H), FPS)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -16,6 +16,7 @@ from masklet.errors import InvalidInputError
 from masklet.modeling.sam2 import build_model
 from masklet.video.predictor import VideoPredictor
 from masklet.video.session import VideoSession
+from tests.media import write_square_clip
 from tests.parity.reference import small_config
 
 W, H, N = 64, 48, 4
@@ -37,17 +38,9 @@ def predictor() -> VideoPredictor:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i in range(N):
-            array = np.full((H, W, 3), 40, np.uint8)
-            array[10:30, 12 + 3 * i : 32 + 3 * i] = (230, 190, 30)
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+    return write_square_clip(
+        path, N, (W, H), fps=25, step=3, x0=12, background=40, color=(230, 190, 30)
+    )
 
 
 @pytest.fixture(scope="module")
