@@ -77,3 +77,7 @@ def test_bad_inputs_exit_with_one_line(
     assert "batch_size must be at least 1" in capsys.readouterr().err
     assert main(_args(config_json, tmp_path / "w", "--resume")) == 2
     assert "run without --resume" in capsys.readouterr().err
+    assert main(_args(config_json, tmp_path / "v", "--num-synthetic", "0")) == 2
+    assert "--num-synthetic must be at least 1" in capsys.readouterr().err
+    assert main(_args(config_json, tmp_path / "u", "--seed", "5", "--num-synthetic", "500000")) == 2
+    assert "held-out seeds" in capsys.readouterr().err

@@ -127,3 +127,11 @@ def test_open_dataset_specs(tmp_path: Path) -> None:
     assert isinstance(open_dataset(f"davis:{tmp_path}", 32, num_frames=2), DavisClips)
     with pytest.raises(InvalidInputError, match="synthetic, synthetic-images, davis"):
         open_dataset("kinetics", 32, num_frames=2)
+
+
+def test_synthetic_training_seeds_stay_below_the_held_out_ones() -> None:
+    clips = open_dataset("synthetic", 32, num_frames=2, seed=9, num_synthetic=100_000)
+    assert isinstance(clips, SyntheticClips)
+    assert clips.seeds[0] == 900_000 and clips.seeds[-1] == 999_999
+    with pytest.raises(InvalidInputError, match="reach the held-out seeds"):
+        open_dataset("synthetic", 32, num_frames=2, seed=10, num_synthetic=100_000)

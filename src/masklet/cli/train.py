@@ -71,6 +71,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--grad-clip", type=float, default=0.1)
     p.add_argument("--num-frames", type=int, default=8, help="frames per clip (1 = images)")
     p.add_argument("--corrections", type=int, default=7, help="corrective clicks per frame")
+    p.add_argument(
+        "--num-synthetic", type=int, default=1000,
+        help="synthetic videos (or images) to draw from: seeds SEED*N .. SEED*N+N-1",
+    )  # fmt: skip
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -110,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     config.validate()
-    dataset = open_dataset(args.data, model_cfg.image_size, args.num_frames, seed=args.seed)
+    if args.num_synthetic < 1:
+        raise InvalidInputError(f"--num-synthetic must be at least 1, got {args.num_synthetic}")
+    dataset = open_dataset(
+        args.data, model_cfg.image_size, args.num_frames, seed=args.seed,
+        num_synthetic=args.num_synthetic,
+    )  # fmt: skip
     result = train(config, dataset)
     if result.init_report is not None:
         print(f"init from {args.init}: {result.init_report.summary()}")

@@ -21,11 +21,16 @@ from scipy import ndimage
 from masklet.eval.davis import EvalResult, ObjectScore, evaluate_arrays
 from masklet.eval.metrics import region_similarity
 from masklet.modeling.sam2 import SAM2Model
-from masklet.train.synthetic import SyntheticConfig, SyntheticVideo, click_point, make_video
+from masklet.train.synthetic import (
+    HELDOUT_SEED_BASE,
+    SyntheticConfig,
+    SyntheticVideo,
+    click_point,
+    make_video,
+)
 from masklet.video.predictor import VideoPredictor
 from masklet.video.session import VideoSession
 
-HELDOUT_SEED_BASE = 10**6  # training uses seeds below this
 MIN_OBJECT_PIXELS = 30  # objects smaller than this on the prompted frame are not scored
 RECOVERY_WINDOW = 3  # frames after reappearing in which the object must be found again
 

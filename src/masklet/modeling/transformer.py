@@ -18,6 +18,9 @@ from masklet.errors import InvalidInputError
 from masklet.modeling.common import MLP, sdpa
 from masklet.modeling.position import apply_rope, axial_rope, rope_rotations
 
+# Queries per chunk in `RoPEAttention._late_values`: keeps the [chunk, Nk] scores in cache.
+_QUERY_CHUNK = 256
+
 
 class Attention(nn.Module):
     """Multi-head attention with projections to an inner width of `embedding_dim //
@@ -115,7 +118,13 @@ class RoPEAttention(Attention):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
         """q [B, Nq, C], k/v [B, Nk, Ckv] -> [B, Nq, C]; the last `num_k_exclude_rope` keys
         are not rotated."""
-        q, k, v = self._project(q, k, v)
+        # exact shortcut when the raw values are narrower than a head and nothing drops out
+        late_values = self.kv_in_dim < self.head_dim and not (self.training and self.dropout)
+        v_in = v
+        if late_values:
+            q, k = self._split_heads(self.q_proj(q)), self._split_heads(self.k_proj(k))
+        else:
+            q, k, v = self._project(q, k, v)
         num_q = q.shape[-2]
         num_k_rope = k.shape[-2] - num_k_exclude_rope
         if num_k_rope != num_q and not (self.rope_k_repeat and num_k_rope % num_q == 0):
@@ -128,7 +137,33 @@ class RoPEAttention(Attention):
         q = apply_rope(q, angles)
         # rotate the grid keys only; apply_rope tiles the angles over several frames
         k = torch.cat((apply_rope(k[:, :, :num_k_rope], angles), k[:, :, num_k_rope:]), dim=2)
+        if late_values:
+            return self.out_proj(self._late_values(q, k, v_in))
         return self._attend(q, k, v)
+
+    def _late_values(self, q: Tensor, k: Tensor, v_in: Tensor) -> Tensor:
+        """Attention with the value projection applied after the mixing: [B, h, Nq, d]
+        queries, [B, h, Nk, d] keys, [B, Nk, Ckv] raw values -> [B, Nq, h * d].
+
+        Softmax rows sum to one, so A (V W^T + b) = (A V) W^T + b. With values narrower than
+        a head (the memory attention: 64-wide memories, 256-wide heads) mixing the raw values
+        costs Ckv / d of mixing projected ones. Queries go in chunks so the score matrix
+        stays small.
+        """
+        b, h, num_q, d = q.shape
+        kt = k.transpose(-2, -1) * d**-0.5  # [B, h, d, Nk], scaled once
+        values = v_in[:, None]  # [B, 1, Nk, Ckv], broadcast over heads
+        mixed = torch.cat(
+            [
+                torch.matmul(torch.matmul(q[:, :, i : i + _QUERY_CHUNK], kt).softmax(-1), values)
+                for i in range(0, num_q, _QUERY_CHUNK)
+            ],
+            dim=2,
+        )  # [B, h, Nq, Ckv]
+        weight = self.v_proj.weight.view(h, d, self.kv_in_dim)  # [h*d, Ckv] -> [h, d, Ckv]
+        out = torch.matmul(mixed, weight.transpose(1, 2))  # [B, h, Nq, d]
+        out = out + self.v_proj.bias.view(h, 1, d)
+        return out.transpose(1, 2).reshape(b, num_q, h * d)  # [B, h, Nq, d] -> [B, Nq, hd]
 
 
 class TwoWayAttentionBlock(nn.Module):

@@ -242,9 +242,14 @@ def open_dataset(
     `coco:JSON[:IMAGES_DIR]`. Synthetic videos have `num_frames` frames."""
     kind, _, rest = spec.partition(":")
     if kind in ("synthetic", "synthetic-images"):
-        from masklet.train.synthetic import SyntheticConfig
+        from masklet.train.synthetic import HELDOUT_SEED_BASE, SyntheticConfig
 
         seeds = [seed * num_synthetic + i for i in range(num_synthetic)]
+        if seeds[-1] >= HELDOUT_SEED_BASE:
+            raise InvalidInputError(
+                f"synthetic training seeds {seeds[0]}..{seeds[-1]} reach the held-out seeds "
+                f"(>= {HELDOUT_SEED_BASE}); use a smaller --seed or --num-synthetic"
+            )
         config = SyntheticConfig(num_frames=num_frames)
         return SyntheticClips(seeds, image_size, config, images=kind == "synthetic-images")
     if kind == "davis" and rest:

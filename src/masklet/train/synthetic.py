@@ -39,6 +39,7 @@ COVER_MARGIN = 2.0  # pixels of slack so nearest-neighbour rounding never leaves
 MIN_FIRST_FRAME_PIXELS = 16  # every tracked object must show this much on frame 0...
 MIN_FIRST_FRAME_FRACTION = 0.4  # ...and this fraction of its in-frame footprint
 MAX_LAYOUT_ATTEMPTS = 8
+HELDOUT_SEED_BASE = 10**6  # seeds from here on are held out: training draws only below it
 
 
 @dataclass(frozen=True)
