@@ -82,3 +82,18 @@ def test_heldout_evaluation_runs_on_the_nano_model() -> None:
     assert "forward  J&F" in report.summary()
     assert all(0.0 <= a <= 1.0 and 0.0 <= b <= 1.0 for a, b in report.corrections)
     assert np.isfinite(report.recoveries).all()
+
+
+def test_heldout_corrections_help_and_backward_matches_forward() -> None:
+    """Two of the issue's held-out checks, on the 100 held-out videos of the model card (seeds
+    the model never saw): a correction click on the worst tracked frame raises that frame's
+    IoU (more often than not, and on average), and tracking backward from a last-frame click
+    comes within 0.05 J&F of tracking forward on the same objects. The J&F >= 0.85 and
+    occlusion-recovery targets are not met by this model: see its model card."""
+    report = evaluate_heldout(load_model(NAME), num_videos=100)
+    gains = [after - before for before, after in report.corrections]
+    assert len(gains) >= 90
+    assert sum(g > 0 for g in gains) > len(gains) / 2 and np.mean(gains) > 0.0
+    assert len(report.backward.objects) >= 100
+    assert abs(report.backward.jf_mean - report.forward_same.jf_mean) <= 0.05
+    assert report.forward.jf_mean > 0.6  # the card's 0.714; the previous model had 0.211
