@@ -118,8 +118,13 @@ class RoPEAttention(Attention):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
         """q [B, Nq, C], k/v [B, Nk, Ckv] -> [B, Nq, C]; the last `num_k_exclude_rope` keys
         are not rotated."""
-        # exact shortcut when the raw values are narrower than a head and nothing drops out
-        late_values = self.kv_in_dim < self.head_dim and not (self.training and self.dropout)
+        # exact shortcut when the raw values are narrower than a head and nothing drops out;
+        # on CPU only: accelerators run the fused attention kernel, measured there or not at all
+        late_values = (
+            self.kv_in_dim < self.head_dim
+            and not (self.training and self.dropout)
+            and q.device.type == "cpu"
+        )
         v_in = v
         if late_values:
             q, k = self._split_heads(self.q_proj(q)), self._split_heads(self.k_proj(k))
