@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -319,3 +319,16 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB  # Linux: kB
+
+
+def median_frame_time(outputs: Iterator[object]) -> float:
+    """Median seconds (on the chosen clock) between consecutive outputs of a propagation; the
+    first output (the prompted frame, which also writes the prompts into memory) is not a
+    propagated frame and is skipped unless it is the only one."""
+    times = []
+    last = now()
+    for _ in outputs:
+        t = now()
+        times.append(t - last)
+        last = t
+    return statistics.median(times[1:] or times)

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from _common import (
     add_common_args,
     apply_common_args,
     describe_machine,
-    now,
+    median_frame_time,
     peak_rss_mib,
     quiet_reference,
     rss_mib,
@@ -138,21 +136,9 @@ def _run_masklet(args: argparse.Namespace) -> RunResult:
         session = predictor.init_state(video)
         predictor.add_new_points_or_box(session, 0, 1, points=video.click(), labels=[1])
         # the caller would write each frame out; nothing is kept
-        per_frame = frame_times(predictor.propagate_in_video(session))
+        per_frame = median_frame_time(predictor.propagate_in_video(session))
     peak = max(sampler.max_mib, peak_rss_mib())
     return RunResult("masklet", args.frames, start, peak, rss_mib(), per_frame)
-
-
-def frame_times(outputs: Iterator[object]) -> float:
-    """Median seconds between consecutive outputs, skipping the first (the prompted frame,
-    which also pays for writing the prompt into memory)."""
-    times = []
-    last = now()
-    for _ in outputs:
-        t = now()
-        times.append(t - last)
-        last = t
-    return statistics.median(times[1:] or times)
 
 
 def _run_reference(args: argparse.Namespace) -> RunResult:
@@ -170,7 +156,7 @@ def _run_reference(args: argparse.Namespace) -> RunResult:
         with RssSampler() as sampler, torch.inference_mode():
             state = ref.init_state(folder)
             ref.add_new_points_or_box(state, 0, 1, points=video.click(), labels=[1])
-            per_frame = frame_times(ref.propagate_in_video(state))
+            per_frame = median_frame_time(ref.propagate_in_video(state))
         peak = max(sampler.max_mib, peak_rss_mib())
         return RunResult("reference", args.frames, start, peak, rss_mib(), per_frame)
 

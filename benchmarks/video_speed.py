@@ -15,7 +15,6 @@ batches objects whose memories line up; the reference runs them one by one).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,8 +28,8 @@ from _common import (
     alternate,
     apply_common_args,
     describe_machine,
+    median_frame_time,
     model_pair,
-    now,
     print_components,
     print_profile,
     print_table,
@@ -68,18 +67,6 @@ def write_frames(folder: Path, count: int, height: int, width: int, seed: int) -
             frame[y : y + side, x : x + side] = colour
         Image.fromarray(frame).save(folder / f"{t:05d}.jpg", quality=95)
     return [[[fx * width + side / 2, fy * height + side / 2]] for _, fx, fy, _ in SHAPES]
-
-
-def median_frame_time(outputs: Iterator[object]) -> float:
-    """Median seconds between consecutive outputs; the first output (the prompted frame, which
-    also writes the prompts into memory) is not a propagated frame and is skipped."""
-    times = []
-    last = now()
-    for _ in outputs:
-        t = now()
-        times.append(t - last)
-        last = t
-    return statistics.median(times[1:])
 
 
 Measure = Callable[[Iterator[object]], float]  # consumes the outputs of a propagation

@@ -18,7 +18,13 @@ from torch import Tensor
 from masklet.errors import InvalidInputError, InvalidPromptError
 from masklet.modeling.sam2 import SAM2Model
 from masklet.postprocess import postprocess_masks
-from masklet.transforms import image_to_tensor, images_to_batch, transform_boxes, transform_coords
+from masklet.transforms import (
+    check_points_inside,
+    image_to_tensor,
+    images_to_batch,
+    transform_boxes,
+    transform_coords,
+)
 
 # low-res logits handed back for the next round are clamped like the reference does
 LOGIT_CLAMP = 32.0
@@ -311,13 +317,7 @@ def _check_labels(labels: Tensor) -> None:
 
 def _check_inside(points: Tensor, hw: tuple[int, int], normalize: bool, what: str) -> None:
     """Points [..., 2] must lie on the image: [0, W] x [0, H] pixels, or [0, 1] relative."""
-    h, w = hw
-    limit = torch.tensor([w, h], dtype=torch.float) if normalize else torch.ones(2)
-    outside = ((points < 0) | (points > limit)).any(dim=-1)
-    if bool(outside.any()):
-        x, y = points[outside][0].tolist()
-        size = f"{w}x{h} image" if normalize else "[0, 1] range (normalize_coords=False)"
-        raise InvalidPromptError(f"{what} ({x:g}, {y:g}) lies outside the {size}")
+    check_points_inside(points, hw[1], hw[0], normalize, what=what)
 
 
 def _squeeze_numpy(out: Prediction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

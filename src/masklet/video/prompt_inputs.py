@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from masklet.errors import InvalidPromptError
+from masklet.transforms import check_points_inside
 
 BOX_LABELS = (2, 3)  # prompt-encoder labels of a box's top-left and bottom-right corners
 
@@ -56,9 +57,4 @@ def clicks_and_box(
 
 def check_inside(coords: Tensor, width: int, height: int, normalize: bool) -> None:
     """Points [P, 2] must lie on the frame: [0, W] x [0, H] pixels, or [0, 1] if relative."""
-    limit = torch.tensor([width, height], dtype=torch.float32) if normalize else torch.ones(2)
-    outside = ((coords < 0) | (coords > limit)).any(dim=-1)
-    if bool(outside.any()):
-        x, y = coords[outside][0].tolist()
-        where = f"{width}x{height} frame" if normalize else "[0, 1] range (normalize_coords=False)"
-        raise InvalidPromptError(f"point ({x:g}, {y:g}) lies outside the {where}")
+    check_points_inside(coords, width, height, normalize, surface="frame")
