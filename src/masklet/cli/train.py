@@ -72,6 +72,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--num-frames", type=int, default=8, help="frames per clip (1 = images)")
     p.add_argument("--corrections", type=int, default=7, help="corrective clicks per frame")
     p.add_argument(
+        "--prob-point", type=float, default=0.25,
+        help="chance that a clip's first prompt is a click (box and mask take the rest)",
+    )  # fmt: skip
+    p.add_argument(
+        "--prob-box", type=float, default=0.25,
+        help="chance of a box prompt; on 1-frame clips point and box are renormalised",
+    )  # fmt: skip
+    p.add_argument(
         "--num-synthetic", type=int, default=1000,
         help="synthetic videos (or images) to draw from: seeds SEED*N .. SEED*N+N-1",
     )  # fmt: skip
@@ -105,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip,
         num_frames=args.num_frames,
         num_correction_rounds=args.corrections,
+        prob_point=args.prob_point,
+        prob_box=args.prob_box,
         freeze_image_encoder=args.freeze_image_encoder,
         seed=args.seed,
         out_dir=args.out,
