@@ -55,11 +55,13 @@ def test_train_runs_end_to_end_on_synthetic_data(
     assert "step 2" in capsys.readouterr().out
 
 
-def test_prompt_mix_flags_reach_the_run(tmp_path: Path, config_json: Path) -> None:
+def test_prompt_mix_and_correction_flags_reach_the_run(tmp_path: Path, config_json: Path) -> None:
     out = tmp_path / "clicks"
-    assert main(_args(config_json, out, "--prob-point", "0.9", "--prob-box", "0.1")) == 0
+    args = _args(config_json, out, "--prob-point", "0.9", "--prob-box", "0.1")
+    assert main([*args, "--correct-frames", "3"]) == 0
     saved = json.loads(torch.load(out / "last.pt", weights_only=True)["config"])
     assert (saved["prob_point"], saved["prob_box"]) == (0.9, 0.1)
+    assert saved["max_frames_to_correct"] == 3
 
 
 def test_config_json_builds_the_described_model(config_json: Path) -> None:
@@ -90,3 +92,5 @@ def test_bad_inputs_exit_with_one_line(
     assert "held-out seeds" in capsys.readouterr().err
     assert main(_args(config_json, tmp_path / "t", "--prob-point", "0.8", "--prob-box", "0.5")) == 2
     assert "prob_point + prob_box must be at most 1" in capsys.readouterr().err
+    assert main(_args(config_json, tmp_path / "s", "--correct-frames", "0")) == 2
+    assert "max_frames_to_correct must be at least 1" in capsys.readouterr().err

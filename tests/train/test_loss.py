@@ -109,3 +109,21 @@ def test_focal_and_dice_reduce_to_candidates() -> None:
     assert sigmoid_focal_loss(logits, target.float()).shape == (3, 2)
     perfect = torch.where(target, 30.0, -30.0)
     assert dice_loss(perfect, target.float()).max() < 1e-6
+
+
+def test_objects_called_hidden_are_counted_with_their_no_object_loss() -> None:
+    """Three objects: present and scored visible, present but called hidden (SAM 2 then
+    outputs -1024 logits), absent and called hidden. Only the second counts as called hidden;
+    its focal loss is the huge kind the progress bar must explain (in the model the -1024 is
+    a constant put in place of the logits, so none of it reaches the weights)."""
+    target = torch.zeros(3, 1, 4, 4, dtype=torch.bool)
+    target[:2, :, :2, :] = True
+    logits = torch.stack([torch.where(target[0], 8.0, -8.0), torch.full((1, 4, 4), -1024.0),
+                          torch.full((1, 4, 4), -1024.0)])  # fmt: skip
+    scores = torch.tensor([[3.0], [-2.0], [-4.0]])
+    terms = sam_loss(logits, torch.ones(3, 1), scores, target)
+    assert int(terms.present) == 2 and int(terms.called_hidden) == 1
+    # focal 0.25 * 1024 on the 8 object pixels of 16, over 3 objects (the others ~0)
+    assert float(terms.focal) == pytest.approx(0.25 * 1024 * 8 / 16 / 3, rel=1e-3)
+    both = terms + terms
+    assert int(both.present) == 4 and int(both.called_hidden) == 2

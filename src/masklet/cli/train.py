@@ -72,6 +72,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--num-frames", type=int, default=8, help="frames per clip (1 = images)")
     p.add_argument("--corrections", type=int, default=7, help="corrective clicks per frame")
     p.add_argument(
+        "--correct-frames", type=int, default=1,
+        help="frames per clip given corrective clicks, conditioning frames included; above "
+        "their number, tracked frames are corrected too (SAM 2.1 trains with 2)",
+    )  # fmt: skip
+    p.add_argument(
         "--prob-point", type=float, default=0.25,
         help="chance that a clip's first prompt is a click (box and mask take the rest)",
     )  # fmt: skip
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip,
         num_frames=args.num_frames,
         num_correction_rounds=args.corrections,
+        max_frames_to_correct=args.correct_frames,
         prob_point=args.prob_point,
         prob_box=args.prob_box,
         freeze_image_encoder=args.freeze_image_encoder,

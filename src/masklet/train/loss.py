@@ -43,13 +43,22 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class LossTerms:
-    """Unweighted loss terms (each a scalar tensor) and their weighted sum `total`."""
+    """Unweighted loss terms (each a scalar tensor) and their weighted sum `total`.
+
+    `present` counts the predictions whose target object is visible and `called_hidden` those
+    of them whose object score said "hidden": their mask logits are SAM 2's no-object value
+    (-1024), a constant put in their place, which the focal term scores at hundreds while no
+    gradient reaches the weights through it: a jump of the total loss with many of these is
+    the object head's doing, not divergence.
+    """
 
     focal: Tensor
     dice: Tensor
     iou: Tensor
     object_score: Tensor
     total: Tensor
+    present: Tensor
+    called_hidden: Tensor
 
     def __add__(self, other: LossTerms) -> LossTerms:
         return LossTerms(
@@ -58,6 +67,8 @@ class LossTerms:
             iou=self.iou + other.iou,
             object_score=self.object_score + other.object_score,
             total=self.total + other.total,
+            present=self.present + other.present,
+            called_hidden=self.called_hidden + other.called_hidden,
         )
 
     def as_floats(self) -> dict[str, float]:
@@ -147,10 +158,11 @@ def sam_loss(
         object_score.sum() / b,
     )
     total = w.focal * terms[0] + w.dice * terms[1] + w.iou * terms[2] + w.object_score * terms[3]
-    return LossTerms(*terms, total=total)
+    hidden = (object_score_logits.detach()[:, 0] < 0) & (keep > 0)  # [B]
+    return LossTerms(*terms, total=total, present=keep.sum().detach(), called_hidden=hidden.sum())
 
 
 def zero_terms(device: torch.device | str | None = None) -> LossTerms:
     """All terms zero: the start of a sum over frames and correction rounds."""
     zero = torch.zeros((), device=device)
-    return LossTerms(zero, zero, zero, zero, zero)
+    return LossTerms(zero, zero, zero, zero, zero, zero, zero)
