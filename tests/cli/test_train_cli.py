@@ -64,6 +64,24 @@ def test_prompt_mix_and_correction_flags_reach_the_run(tmp_path: Path, config_js
     assert saved["max_frames_to_correct"] == 3
 
 
+def test_stop_at_ends_early_and_resume_finishes_on_the_same_schedule(
+    tmp_path: Path, config_json: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--stop-at 1 of --steps 2 writes last.pt at step 1 and no model; --resume ends the run
+    with the losses of an uninterrupted one."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(_args(config_json, whole)) == 0
+    assert main(_args(config_json, split, "--stop-at", "1")) == 0
+    printed = capsys.readouterr().out
+    assert "stopped at step 1 of 2" in printed and "--resume" in printed
+    assert not (split / "model.pt").exists()
+    assert torch.load(split / "last.pt", weights_only=True)["step"] == 1
+    assert main(_args(config_json, split, "--resume")) == 0
+    assert (split / "model.pt").is_file()
+    losses = [torch.load(d / "last.pt", weights_only=True)["losses"] for d in (whole, split)]
+    assert torch.equal(losses[0], losses[1])
+
+
 def test_config_json_builds_the_described_model(config_json: Path) -> None:
     cfg = model_config_from_json(config_json)
     assert cfg.image_size == 64 and cfg.hiera.stages == (1, 1, 2, 1)
@@ -94,3 +112,5 @@ def test_bad_inputs_exit_with_one_line(
     assert "prob_point + prob_box must be at most 1" in capsys.readouterr().err
     assert main(_args(config_json, tmp_path / "s", "--correct-frames", "0")) == 2
     assert "max_frames_to_correct must be at least 1" in capsys.readouterr().err
+    assert main(_args(config_json, tmp_path / "r", "--stop-at", "0")) == 2
+    assert "--stop-at must be at least 1" in capsys.readouterr().err

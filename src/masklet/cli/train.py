@@ -91,6 +91,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--stop-at", type=int, default=None, metavar="STEP",
+        help="end after this step (writing OUT/last.pt) as an interruption would, keeping the "
+        "--steps schedule; continue later with --resume",
+    )  # fmt: skip
     p.add_argument("--freeze-image-encoder", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
@@ -130,16 +135,22 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     config.validate()
+    if args.stop_at is not None and args.stop_at < 1:
+        raise InvalidInputError(f"--stop-at must be at least 1, got {args.stop_at}")
     if args.num_synthetic < 1:
         raise InvalidInputError(f"--num-synthetic must be at least 1, got {args.num_synthetic}")
     dataset = open_dataset(
         args.data, model_cfg.image_size, args.num_frames, seed=args.seed,
         num_synthetic=args.num_synthetic,
     )  # fmt: skip
-    result = train(config, dataset)
+    result = train(config, dataset, stop_at=args.stop_at)
     if result.init_report is not None:
         print(f"init from {args.init}: {result.init_report.summary()}")
     if result.losses:
         print(f"step {result.step}: loss {result.losses[-1]:.4f}")
-    print(f"wrote {result.model_path}")
+    if result.model_path is None:
+        print(f"stopped at step {result.step} of {args.steps}: wrote {result.checkpoint}; "
+              "continue with --resume")  # fmt: skip
+    else:
+        print(f"wrote {result.model_path}")
     return 0
