@@ -89,11 +89,16 @@ def test_heldout_corrections_help_and_backward_matches_forward() -> None:
     the model never saw): a correction click on the worst tracked frame raises that frame's
     IoU (more often than not, and on average), and tracking backward from a last-frame click
     comes within 0.05 J&F of tracking forward on the same objects. The J&F >= 0.85 and
-    occlusion-recovery targets are not met by this model: see its model card."""
+    occlusion-recovery targets are not met by this model: see its model card; the bounds on
+    them below only guard against a worse model being shipped."""
     report = evaluate_heldout(load_model(NAME), num_videos=100)
     gains = [after - before for before, after in report.corrections]
     assert len(gains) >= 90
     assert sum(g > 0 for g in gains) > len(gains) / 2 and np.mean(gains) > 0.0
+    # the card: 73 of 100 raised, mean +0.130 (the first shipped model: 61, +0.049)
+    assert sum(g > 0 for g in gains) >= 0.65 * len(gains) and np.mean(gains) > 0.08
     assert len(report.backward.objects) >= 100
     assert abs(report.backward.jf_mean - report.forward_same.jf_mean) <= 0.05
-    assert report.forward.jf_mean > 0.6  # the card's 0.714; the previous model had 0.211
+    assert report.forward.jf_mean > 0.74  # the card's 0.764; first shipped 0.714, first try 0.211
+    recovered = np.asarray(report.recoveries) >= 0.7
+    assert len(recovered) >= 90 and recovered.mean() >= 0.4  # the card: 46 of 96 (target: all)
