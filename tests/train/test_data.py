@@ -135,3 +135,29 @@ def test_synthetic_training_seeds_stay_below_the_held_out_ones() -> None:
     assert clips.seeds[0] == 900_000 and clips.seeds[-1] == 999_999
     with pytest.raises(InvalidInputError, match="reach the held-out seeds"):
         open_dataset("synthetic", 32, num_frames=2, seed=10, num_synthetic=100_000)
+
+
+def test_occlusion_probability_reaches_the_synthetic_videos(tmp_path: Path) -> None:
+    """With occlusion_prob 1 every 12-frame clip hides each object fully for >= 5 frames
+    somewhere in the middle; with 0 none does. Other sources refuse the setting."""
+
+    def hidden_runs(prob: float) -> list[bool]:
+        clips = open_dataset("synthetic", 64, num_frames=12, num_synthetic=6, occlusion_prob=prob)
+        assert isinstance(clips, SyntheticClips) and clips.config.occlusion_prob == prob
+        out = []
+        for i in range(6):
+            masks = clips.clip(i, np.random.default_rng(i)).masks  # [T, K, S, S]
+            visible = masks.reshape(masks.shape[0], masks.shape[1], -1).any(-1)  # [T, K]
+            for k in range(visible.shape[1]):
+                run = longest = 0
+                for v in visible[:, k]:
+                    run = 0 if v else run + 1
+                    longest = max(longest, run)
+                out.append(longest >= 5)
+        return out
+
+    assert all(hidden_runs(1.0))
+    assert not any(hidden_runs(0.0))
+    _write_davis(tmp_path)
+    with pytest.raises(InvalidInputError, match="synthetic videos only"):
+        open_dataset(f"davis:{tmp_path}", 32, num_frames=2, occlusion_prob=0.5)

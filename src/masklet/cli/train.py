@@ -88,6 +88,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--num-synthetic", type=int, default=1000,
         help="synthetic videos (or images) to draw from: seeds SEED*N .. SEED*N+N-1",
     )  # fmt: skip
+    p.add_argument(
+        "--occlusion-prob", type=float, default=None,
+        help="synthetic videos: chance that an object is fully hidden for >= 5 frames "
+        "(default 0.3; clips need >= 7 frames for it)",
+    )  # fmt: skip
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -141,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--num-synthetic must be at least 1, got {args.num_synthetic}")
     dataset = open_dataset(
         args.data, model_cfg.image_size, args.num_frames, seed=args.seed,
-        num_synthetic=args.num_synthetic,
+        num_synthetic=args.num_synthetic, occlusion_prob=args.occlusion_prob,
     )  # fmt: skip
     result = train(config, dataset, stop_at=args.stop_at)
     if result.init_report is not None:

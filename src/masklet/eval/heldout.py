@@ -1,5 +1,6 @@
 """Held-out checks of a model on synthetic videos: the numbers the nano model card reports.
 
+- the IoU of the mask one click gives on the first frame (tracking starts from it);
 - J&F with one click per object on the first frame (DAVIS protocol: first and last frame not
   scored), and with one click on the last frame tracked backward, on the same objects;
 - recovery after full occlusion: IoU within a few frames of the object reappearing;
@@ -44,12 +45,15 @@ class HeldoutReport:
     backward: EvalResult
     forward_same: EvalResult
     recoveries: list[float] = field(default_factory=list)  # best IoU after each reappearance
+    prompted: list[float] = field(default_factory=list)  # IoU on frame 0 right after the click
     corrections: list[tuple[float, float]] = field(default_factory=list)  # (before, after)
 
     def summary(self) -> str:
         rec = np.array(self.recoveries)
         gains = [after - before for before, after in self.corrections]
         lines = [
+            f"one click on frame 0: mean IoU {np.mean(self.prompted) if self.prompted else 0:.3f}"
+            " on that frame (not scored in J&F; tracking starts from it)",
             f"forward  J&F {self.forward.jf_mean:.3f}  (J {self.forward.j_mean:.3f}, "
             f"F {self.forward.f_mean:.3f}, {len(self.forward.objects)} objects)",
             f"backward J&F {self.backward.jf_mean:.3f}  (J {self.backward.j_mean:.3f}, "
@@ -67,20 +71,24 @@ class HeldoutReport:
 def _track(
     predictor: VideoPredictor, video: SyntheticVideo, objects: Sequence[int], frame: int,
     reverse: bool,
-) -> tuple[np.ndarray, VideoSession]:  # fmt: skip
-    """Masks [T, K, H, W] of `objects` (indices into video.masks) after one click each on
-    `frame`, tracked in one direction."""
+) -> tuple[np.ndarray, np.ndarray, VideoSession]:  # fmt: skip
+    """One click on `frame` for each of `objects` (indices into video.masks), tracked in one
+    direction: (masks [T, K, H, W], the masks [K, H, W] the clicks gave, the session)."""
     session = predictor.init_state(video.frames)
-    for k in objects:
-        x, y = click_point(video.masks[frame, k])
-        predictor.add_new_points_or_box(session, frame, k + 1, points=[[x, y]], labels=[1])
     t, _, h, w = video.masks.shape
     pred = np.zeros((t, len(objects), h, w), bool)
+    for j, k in enumerate(objects):
+        x, y = click_point(video.masks[frame, k])
+        _, ids, logits = predictor.add_new_points_or_box(
+            session, frame, k + 1, points=[[x, y]], labels=[1]
+        )
+        pred[frame, j] = (logits[ids.index(k + 1), 0] > 0).cpu().numpy()
+    prompted = pred[frame].copy()
     for f, _, logits in predictor.propagate_in_video(
         session, start_frame_idx=frame, reverse=reverse
     ):
         pred[f] = (logits[:, 0] > 0).cpu().numpy()
-    return pred, session
+    return pred, prompted, session
 
 
 def _visible(video: SyntheticVideo, frame: int) -> list[int]:
@@ -133,8 +141,9 @@ def evaluate_heldout(
         first = _visible(video, 0)
         if not first:
             continue
-        pred, session = _track(predictor, video, first, 0, reverse=False)
+        pred, prompted, session = _track(predictor, video, first, 0, reverse=False)
         gt = video.masks[:, first]
+        report.prompted += [region_similarity(prompted[j], gt[0, j]) for j in range(len(first))]
         fwd_scores += evaluate_arrays(
             pred, gt, [k + 1 for k in first], f"seed{seed_base + i}"
         ).objects
@@ -164,7 +173,7 @@ def evaluate_heldout(
             report.corrections.append((ious[worst - 1], region_similarity(after, gt[worst, 0])))
         if both:
             fwd_both = pred[:, [first.index(k) for k in both]]
-            bwd, _ = _track(predictor, video, both, last, reverse=True)
+            bwd, _, _ = _track(predictor, video, both, last, reverse=True)
             ids = [k + 1 for k in both]
             seq = f"seed{seed_base + i}"
             bwd_scores += evaluate_arrays(bwd, video.masks[:, both], ids, seq).objects

@@ -11,6 +11,7 @@ Sources: the synthetic generator (`masklet.train.synthetic`), a DAVIS-layout fol
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -236,11 +237,21 @@ class CocoImages:
 
 
 def open_dataset(
-    spec: str, image_size: int, num_frames: int, seed: int = 0, num_synthetic: int = 1000
+    spec: str,
+    image_size: int,
+    num_frames: int,
+    seed: int = 0,
+    num_synthetic: int = 1000,
+    occlusion_prob: float | None = None,
 ) -> ClipDataset:
     """A dataset from a command-line spec: `synthetic`, `synthetic-images`, `davis:PATH` or
-    `coco:JSON[:IMAGES_DIR]`. Synthetic videos have `num_frames` frames."""
+    `coco:JSON[:IMAGES_DIR]`. Synthetic videos have `num_frames` frames and, if given,
+    `occlusion_prob` (the generator's default otherwise)."""
     kind, _, rest = spec.partition(":")
+    if occlusion_prob is not None and kind != "synthetic":
+        raise InvalidInputError(
+            f"--occlusion-prob applies to synthetic videos only, not to {spec!r}"
+        )
     if kind in ("synthetic", "synthetic-images"):
         from masklet.train.synthetic import HELDOUT_SEED_BASE, SyntheticConfig
 
@@ -251,6 +262,8 @@ def open_dataset(
                 f"(>= {HELDOUT_SEED_BASE}); use a smaller --seed or --num-synthetic"
             )
         config = SyntheticConfig(num_frames=num_frames)
+        if occlusion_prob is not None:
+            config = dataclasses.replace(config, occlusion_prob=occlusion_prob)
         return SyntheticClips(seeds, image_size, config, images=kind == "synthetic-images")
     if kind == "davis" and rest:
         return DavisClips(rest, num_frames, image_size)
