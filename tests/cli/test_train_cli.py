@@ -58,10 +58,11 @@ def test_train_runs_end_to_end_on_synthetic_data(
 def test_prompt_mix_and_correction_flags_reach_the_run(tmp_path: Path, config_json: Path) -> None:
     out = tmp_path / "clicks"
     args = _args(config_json, out, "--prob-point", "0.9", "--prob-box", "0.1")
-    assert main([*args, "--correct-frames", "3"]) == 0
+    assert main([*args, "--correct-frames", "3", "--random-corrections"]) == 0
     saved = json.loads(torch.load(out / "last.pt", weights_only=True)["config"])
     assert (saved["prob_point"], saved["prob_box"]) == (0.9, 0.1)
     assert saved["max_frames_to_correct"] == 3
+    assert saved["random_cond_corrections"] is True
 
 
 def test_stop_at_ends_early_and_resume_finishes_on_the_same_schedule(

@@ -53,7 +53,10 @@ class Recorder:
         model.condition_on_memory = condition_on_memory  # type: ignore[method-assign]
 
 
-def _run(max_frames_to_correct: int, seed: int, tracked_logit: float | None = None) -> Recorder:
+def _run(
+    max_frames_to_correct: int, seed: int, tracked_logit: float | None = None,
+    random_rounds: bool = False,
+) -> Recorder:  # fmt: skip
     torch.manual_seed(0)
     model = SAM2Model(tiny_config()).train()
     rec = Recorder(model, tracked_logit)
@@ -63,6 +66,7 @@ def _run(max_frames_to_correct: int, seed: int, tracked_logit: float | None = No
         max_cond_frames=1,
         num_correction_rounds=2,
         max_frames_to_correct=max_frames_to_correct,
+        random_cond_corrections=random_rounds,
         prob_point=1.0,
         prob_box=0.0,
         prob_click_from_gt=0.0,  # every click from the errors of the prediction
@@ -116,6 +120,22 @@ def test_tracked_frames_are_corrected_from_a_lone_click_on_their_tracked_logits(
         corrected_runs += bool(corrected)
         assert len(corrected) <= 3
     assert corrected_runs >= 2  # the count of corrected frames is drawn per batch
+
+
+def test_random_rounds_on_conditioning_frames_leave_tracked_corrections_whole() -> None:
+    """With random_cond_corrections frame 0 gets its click and 0, 1 or 2 rounds (drawn per
+    batch); a corrected tracked frame still gets every round."""
+    counts, tracked = set(), 0
+    for seed in range(10):
+        rec = _run(4, seed, random_rounds=True)
+        clicks = [c["labels"].shape[1] for c in rec.heads if c["frame"] == 0]
+        assert clicks in ([1], [1, 2], [1, 2, 3])
+        counts.add(len(clicks) - 1)
+        for calls in _tracked_corrections(rec).values():
+            assert [c["labels"].shape[1] for c in calls] == [1, 2]
+            tracked += 1
+    assert counts == {0, 1, 2}
+    assert tracked > 0
 
 
 @pytest.mark.parametrize(("tracked_logit", "label"), [(40.0, 0), (-1024.0, 1)])

@@ -77,6 +77,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "their number, tracked frames are corrected too (SAM 2.1 trains with 2)",
     )  # fmt: skip
     p.add_argument(
+        "--random-corrections", action="store_true",
+        help="conditioning frames get a random 0..--corrections rounds per batch (default: all "
+        "of them), so tracking also learns to start from a one-click mask",
+    )  # fmt: skip
+    p.add_argument(
         "--prob-point", type=float, default=0.25,
         help="chance that a clip's first prompt is a click (box and mask take the rest)",
     )  # fmt: skip
@@ -129,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         num_correction_rounds=args.corrections,
         max_frames_to_correct=args.correct_frames,
+        random_cond_corrections=args.random_corrections,
         prob_point=args.prob_point,
         prob_box=args.prob_box,
         freeze_image_encoder=args.freeze_image_encoder,

@@ -32,6 +32,10 @@ class TrainConfig:
     # count up to this of tracked frames is corrected too (SAM 2.1 trains with 2; 1 = only the
     # conditioning frames, the recipe of the first shipped nano model)
     max_frames_to_correct: int = 1
+    # conditioning frames get a random 0..num_correction_rounds rounds, drawn per batch, so the
+    # frames tracked after them also learn from a one-click first mask (a user's first prompt,
+    # and the held-out evaluation's); False: always num_correction_rounds (SAM 2)
+    random_cond_corrections: bool = False
     prob_point: float = 0.25
     prob_box: float = 0.25  # the mask prompt takes the rest (never on 1-frame clips)
     prob_center_click: float = 0.5  # click at the most interior point rather than uniformly

@@ -3,8 +3,9 @@
 For every batch of clips: the image features of all frames are computed once; 1 to
 `max_cond_frames` conditioning frames (always frame 0) get a simulated prompt (a click, a
 noisy box, or the ground-truth mask), and frames prompted with clicks or boxes get
-`num_correction_rounds` corrective clicks, each round re-running the SAM heads with the previous
-logits as mask input; the other frames are then tracked with memory (`SAM2Model.track_step`).
+`num_correction_rounds` corrective clicks (a random 0 to that many per batch with
+`random_cond_corrections`), each round re-running the SAM heads with the previous logits as
+mask input; the other frames are then tracked with memory (`SAM2Model.track_step`).
 With `max_frames_to_correct` above the number of conditioning frames, some tracked frames also
 get corrective clicks after their tracked prediction, starting from a lone click (positive or
 negative) on the tracked logits, as a user correcting a drifting frame does; they then join the
@@ -82,8 +83,10 @@ def _prompted_frame(
     num_frames: int,
     config: TrainConfig,
     gen: torch.Generator,
+    rounds: int,
 ) -> tuple[FrameOutput, LossTerms]:
-    """A conditioning frame [N objects]: the prompt, then corrective clicks on the errors."""
+    """A conditioning frame [N objects]: the prompt, then `rounds` corrective clicks on the
+    errors."""
     w = config.loss
     if kind is PromptKind.MASK:
         out, sam = model.track_step(
@@ -101,7 +104,7 @@ def _prompted_frame(
     points = clicks.as_inputs()
     sam = model.forward_sam_heads(pix, points, None, high_res, model.use_multimask(True, points))
     terms = sam_loss(sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, w)
-    sam, more = _correct(model, pix, high_res, gt, clicks, sam, True, config, gen)
+    sam, more = _correct(model, pix, high_res, gt, clicks, sam, True, config, gen, rounds)
     return _with_memory(model, feats, sam), terms + more
 
 
@@ -115,14 +118,15 @@ def _correct(
     is_init_cond_frame: bool,
     config: TrainConfig,
     gen: torch.Generator,
+    rounds: int,
     clamp: float | None = None,
 ) -> tuple[SamHeadOutput, LossTerms]:
-    """`num_correction_rounds` corrective clicks on one frame [N objects]: each from the errors
+    """`rounds` corrective clicks on one frame [N objects]: each from the errors
     of the previous prediction `sam`, added to `clicks` (None: the first click is alone), with
     the previous logits (clamped to +-`clamp` if given) as the mask input. Returns the last
     prediction and the loss of every round."""
     terms = zero_terms(gt.device)
-    for _ in range(config.num_correction_rounds):
+    for _ in range(rounds):
         from_gt = float(torch.rand((), generator=gen)) < config.prob_click_from_gt
         center = float(torch.rand((), generator=gen)) < config.prob_center_click
         pred = None if from_gt else sam.high_res_masks > 0
@@ -176,8 +180,9 @@ def _corrected_tracked_frame(
     )
     sam = model.forward_sam_heads(pix, None, None, high_res, model.use_multimask(False, None))
     terms = sam_loss(sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, config.loss)
+    rounds = config.num_correction_rounds
     sam, more = _correct(
-        model, pix, high_res, gt, None, sam, False, config, gen, clamp=MASK_INPUT_CLAMP
+        model, pix, high_res, gt, None, sam, False, config, gen, rounds, clamp=MASK_INPUT_CLAMP
     )
     return _with_memory(model, feats, sam), terms + more
 
@@ -202,6 +207,9 @@ def clip_loss(
     if extra > 0 and config.num_correction_rounds > 0:
         count = int(torch.randint(extra + 1, (), generator=gen))  # 0 .. extra tracked frames
         to_correct = others[num_cond - 1 : num_cond - 1 + count]
+    cond_rounds = config.num_correction_rounds
+    if config.random_cond_corrections:  # 0 .. N rounds: tracking also starts from one click
+        cond_rounds = int(torch.randint(cond_rounds + 1, (), generator=gen))
 
     cond_outputs: dict[int, FrameOutput] = {}
     non_cond_outputs: dict[int, FrameOutput] = {}
@@ -211,7 +219,7 @@ def clip_loss(
         feats = features.select(owners * num_frames + t)  # frame t of each object's clip
         if t in cond_frames:
             out, frame_terms = _prompted_frame(
-                model, t, feats, gt[t], kind, cond_outputs, num_frames, config, gen
+                model, t, feats, gt[t], kind, cond_outputs, num_frames, config, gen, cond_rounds
             )
             cond_outputs[t] = out
         elif t in to_correct:
