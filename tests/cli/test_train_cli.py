@@ -115,3 +115,18 @@ def test_bad_inputs_exit_with_one_line(
     assert "max_frames_to_correct must be at least 1" in capsys.readouterr().err
     assert main(_args(config_json, tmp_path / "r", "--stop-at", "0")) == 2
     assert "--stop-at must be at least 1" in capsys.readouterr().err
+    assert main(_args(config_json, tmp_path / "q", "--workers", "2", "--batch-size", "3")) == 2
+    assert "must be a multiple of workers (2)" in capsys.readouterr().err
+    assert main(_args(config_json, tmp_path / "p", "--workers", "0")) == 2
+    assert "workers must be at least 1" in capsys.readouterr().err
+
+
+def test_workers_split_the_batch_and_write_the_run_as_one_process(
+    tmp_path: Path, config_json: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "two"
+    assert main(_args(config_json, out, "--workers", "2", "--batch-size", "2")) == 0
+    assert str(out / "model.pt") in capsys.readouterr().out
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 2 and len(state["losses"]) == 2
+    assert json.loads(state["config"])["workers"] == 2

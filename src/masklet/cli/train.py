@@ -109,6 +109,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--freeze-image-encoder", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="data-parallel processes, each with batch-size / workers clips per step (CPU: "
+        "they share the cores' threads; CUDA: one GPU each)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         device=args.device,
+        workers=args.workers,
         progress=not args.quiet,
     )
     config.validate()

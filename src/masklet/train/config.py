@@ -46,6 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     resume: bool = False  # continue from out_dir/last.pt
     device: str | None = None  # cuda, mps or cpu; None = the best available
+    workers: int = 1  # data-parallel processes, each computing batch_size / workers clips
     loss: LossWeights = field(default_factory=LossWeights)
     progress: bool = True
 
@@ -53,7 +54,7 @@ class TrainConfig:
         """Raise InvalidInputError naming the first out-of-range setting."""
         positive = (
             "steps", "batch_size", "num_frames", "max_objects", "max_cond_frames",
-            "max_frames_to_correct",
+            "max_frames_to_correct", "workers",
         )  # fmt: skip
         for name in (*positive, "checkpoint_every"):
             if getattr(self, name) < 1:
@@ -66,6 +67,11 @@ class TrainConfig:
             raise InvalidInputError(
                 f"prob_point + prob_box must be at most 1 (the mask prompt takes the rest), got "
                 f"{self.prob_point} + {self.prob_box}"
+            )
+        if self.batch_size % self.workers:
+            raise InvalidInputError(
+                f"batch_size ({self.batch_size}) must be a multiple of workers ({self.workers}) "
+                "so that every worker gets the same share of the batch"
             )
         for name in ("lr", "weight_decay", "warmup_steps", "grad_clip", "num_correction_rounds"):
             if getattr(self, name) < 0:

@@ -28,6 +28,7 @@ from masklet.io.atomic import atomic_output
 from masklet.modeling.sam2 import SAM2Model
 from masklet.train.config import TrainConfig
 from masklet.train.data import ClipDataset
+from masklet.train.distributed import WorkerGroup, average_gradients
 from masklet.train.step import clip_loss
 
 __all__ = ["FINAL_MODEL", "LAST_CHECKPOINT", "LoadReport", "TrainConfig", "TrainResult", "train"]
@@ -151,8 +152,7 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> tuple[int, list[float]]:
-    if not path.is_file():
-        raise CheckpointError(f"cannot resume: {path} not found; run without --resume first")
+    _require_checkpoint(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -186,17 +186,44 @@ def train(config: TrainConfig, dataset: ClipDataset, stop_at: int | None = None)
     """Train (or fine-tune) a model on `dataset` for `config.steps` steps.
 
     `stop_at` ends the run after that many steps (writing last.pt) as an interruption would:
-    for time-boxed jobs; resume later with `resume=True`.
+    for time-boxed jobs; resume later with `resume=True`. With `config.workers` > 1 the batch
+    is split over that many processes (`masklet.train.distributed`).
     """
     config.validate()
     if len(dataset) == 0:
         raise InvalidInputError("the dataset is empty; point --data at clips with masks")
-    device = resolve_device(config.device)
+    if config.resume:
+        _require_checkpoint(Path(config.out_dir) / LAST_CHECKPOINT)
+    if config.workers > 1:
+        from masklet.train.workers import train_in_workers
+
+        return train_in_workers(config, dataset, stop_at)
+    return run_training(config, dataset, stop_at, WorkerGroup())
+
+
+def _require_checkpoint(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {path} not found; run without --resume first")
+
+
+def build_start_model(config: TrainConfig) -> tuple[SAM2Model, LoadReport | None]:
+    """The model a run starts from: seeded init, then the matching tensors of the init file."""
     torch.manual_seed(config.seed)
     model = SAM2Model(config.model_config())
     report = None
     if config.init_checkpoint:
         report = load_matching(model, read_state_dict(_init_path(config.init_checkpoint)))
+    return model, report
+
+
+def run_training(
+    config: TrainConfig, dataset: ClipDataset, stop_at: int | None, group: WorkerGroup
+) -> TrainResult:
+    """The training loop of one process: all of the batch, or `group`'s share of it."""
+    device = resolve_device(config.device)
+    if group.distributed and device.type == "cuda":
+        device = torch.device("cuda", group.rank)  # one GPU per worker
+    model, report = build_start_model(config)
     model.to(device).train()
     if config.freeze_image_encoder:
         model.image_encoder.requires_grad_(False)
@@ -212,43 +239,49 @@ def train(config: TrainConfig, dataset: ClipDataset, stop_at: int | None = None)
     end = config.steps if stop_at is None else min(stop_at, config.steps)
 
     bar = tqdm(
-        range(start, end), initial=start, total=config.steps, disable=not config.progress,
-        desc="train", unit="step",
+        range(start, end), initial=start, total=config.steps,
+        disable=not (config.progress and group.main), desc="train", unit="step",
     )  # fmt: skip
     checkpoint: Path | None = None
     for step in bar:
         clips = []
-        for i in range(config.batch_size):
+        for i in group.shard(config.batch_size):
             sample = step * config.batch_size + i
             rng = np.random.default_rng(_seed(config.seed, sample, _STREAM_DATA))
             clips.append(dataset.clip(_dataset_index(config.seed, sample, len(dataset)), rng))
-        torch.manual_seed(_seed(config.seed, step, _STREAM_TORCH))  # dropout
-        gen = torch.Generator().manual_seed(_seed(config.seed, step, _STREAM_PROMPTS))
-        objects_rng = np.random.default_rng(_seed(config.seed, step, _STREAM_OBJECTS))
+        # workers draw their own prompts and dropout; one process keeps the old streams
+        worker = (group.rank,) if group.distributed else ()
+        torch.manual_seed(_seed(config.seed, step, _STREAM_TORCH, *worker))  # dropout
+        gen = torch.Generator().manual_seed(_seed(config.seed, step, _STREAM_PROMPTS, *worker))
+        objects_rng = np.random.default_rng(_seed(config.seed, step, _STREAM_OBJECTS, *worker))
         terms = clip_loss(model, clips, config, objects_rng, gen)
         optimizer.zero_grad(set_to_none=True)
         # every frame given as a mask prompt leaves nothing to learn from this batch
         if terms.total.requires_grad:
             terms.total.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+        average_gradients(trainable, group)  # every worker takes part, with or without grads
+        if config.grad_clip > 0 and any(p.grad is not None for p in trainable):
+            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
         optimizer.step()  # skips parameters without gradients
         scheduler.step()
-        losses.append(float(terms.total.detach()))
+        loss, hidden, present = group.sum(
+            float(terms.total.detach()), float(terms.called_hidden), float(terms.present)
+        )
+        losses.append(loss / group.size)
         bar.set_postfix(
             loss=f"{losses[-1]:.4f}",
             lr=f"{scheduler.get_last_lr()[0]:.2e}",
             # present objects the object head called hidden (see LossTerms): no mask gradient
-            hidden=f"{int(terms.called_hidden)}/{int(terms.present)}",
+            hidden=f"{int(hidden)}/{int(present)}",
         )
         done = step + 1
-        if done % config.checkpoint_every == 0 or done == end:
+        if group.main and (done % config.checkpoint_every == 0 or done == end):
             checkpoint = out_dir / LAST_CHECKPOINT
             _save_checkpoint(checkpoint, model, optimizer, scheduler, done, losses, config)
     bar.close()
 
     model_path = None
-    if end == config.steps:
+    if end == config.steps and group.main:
         model_path = out_dir / FINAL_MODEL
         with atomic_output(model_path) as tmp:
             # the official layout, plus the config so load_model needs no variant name
