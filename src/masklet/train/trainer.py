@@ -31,7 +31,16 @@ from masklet.train.data import ClipDataset
 from masklet.train.distributed import WorkerGroup, average_gradients
 from masklet.train.step import clip_loss
 
-__all__ = ["FINAL_MODEL", "LAST_CHECKPOINT", "LoadReport", "TrainConfig", "TrainResult", "train"]
+__all__ = [
+    "FINAL_MODEL",
+    "LAST_CHECKPOINT",
+    "LoadReport",
+    "TrainConfig",
+    "TrainResult",
+    "build_start_model",
+    "run_training",
+    "train",
+]
 
 LAST_CHECKPOINT = "last.pt"
 FINAL_MODEL = "model.pt"
