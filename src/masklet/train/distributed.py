@@ -71,21 +71,21 @@ def average_gradients(params: Sequence[Tensor], group: WorkerGroup) -> None:
     if not group.distributed or not params:
         return
     device = params[0].device
-    has_grad = torch.tensor(
-        [p.grad is not None for p in params], dtype=torch.float32, device=device
-    )
-    # [sum of numel] flat buffer: all gradients, zeros where a worker has none
+    has_grad = [float(p.grad is not None) for p in params]
+    # [sum of numel + len(params)]: all gradients (zeros where this worker has none), then
+    # one flag per parameter counting the workers that had one
     flat = torch.cat(
         [
             (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
             for p in params
         ]
+        + [torch.tensor(has_grad, device=device)]
     )
     dist.all_reduce(flat)
-    dist.all_reduce(has_grad)
+    seen_by = flat[-len(params) :].tolist()
     flat /= group.size
     offset = 0
-    for p, seen in zip(params, has_grad.tolist(), strict=True):
+    for p, seen in zip(params, seen_by, strict=True):
         n = p.numel()
         if seen:
             p.grad = flat[offset : offset + n].view_as(p).to(dtype=p.dtype)
