@@ -127,3 +127,45 @@ def test_objects_called_hidden_are_counted_with_their_no_object_loss() -> None:
     assert float(terms.focal) == pytest.approx(0.25 * 1024 * 8 / 16 / 3, rel=1e-3)
     both = terms + terms
     assert int(both.present) == 4 and int(both.called_hidden) == 2
+
+
+def _textbook_focal(logits: torch.Tensor, target: torch.Tensor, alpha: float, gamma: float):  # type: ignore[no-untyped-def]
+    """The focal loss as SAM 2 writes it (autograd through every step), [B, M]."""
+    prob = logits.sigmoid()
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = prob * target + (1 - prob) * (1 - target)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.flatten(2).mean(-1)
+
+
+@pytest.mark.parametrize(("alpha", "gamma"), [(0.25, 2.0), (-1.0, 2.0), (0.5, 0.0), (0.8, 3.0)])
+def test_focal_loss_values_and_gradients_match_the_textbook_formula(
+    alpha: float, gamma: float
+) -> None:
+    """The fused focal loss (gradient computed in its forward pass) against autograd through
+    SAM 2's formula, in float64, with saturated logits (+-1024: SAM 2's no-object value) and
+    a [B, 1, H, W] target broadcast over the candidates."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 3, 6, 5, generator=g, dtype=torch.float64) * 6
+    logits[0, 0, 0, :4] = torch.tensor([-1024.0, 1024.0, 40.0, -40.0])
+    target = torch.rand(3, 1, 6, 5, generator=g) > 0.5
+    target[0, 0, 0, :4] = torch.tensor([True, False, False, True])
+    weights = torch.randn(3, 3, generator=g, dtype=torch.float64)  # an arbitrary upstream grad
+    fused_in = logits.clone().requires_grad_()
+    plain_in = logits.clone().requires_grad_()
+    fused = sigmoid_focal_loss(fused_in, target, alpha, gamma)
+    plain = _textbook_focal(plain_in, target.double().expand_as(plain_in), alpha, gamma)
+    (fused * weights).sum().backward()
+    (plain * weights).sum().backward()
+    assert fused.shape == (3, 3)
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    assert fused_in.grad is not None and plain_in.grad is not None
+    torch.testing.assert_close(fused_in.grad, plain_in.grad, rtol=1e-10, atol=1e-15)
+    check = logits[:1, :, :3, :3].clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x: sigmoid_focal_loss(x, target[:1, :, :3, :3], alpha, gamma), (check,)
+    )
+    with torch.no_grad():  # no gradient wanted: same values
+        torch.testing.assert_close(sigmoid_focal_loss(logits, target, alpha, gamma), plain.detach())

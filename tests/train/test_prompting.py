@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ from masklet.train.prompting import (
     POSITIVE,
     Clicks,
     PromptKind,
+    _interior_pick,
     box_prompt,
     choose_prompt_kind,
     click_from_errors,
@@ -121,3 +123,27 @@ def test_prompt_kind_follows_the_probabilities() -> None:
     no_mask = [choose_prompt_kind(g, 0.25, 0.25, allow_mask=False) for _ in range(100)]
     assert PromptKind.MASK not in no_mask and PromptKind.BOX in no_mask
     assert choose_prompt_kind(g, 0.0, 0.0, allow_mask=False) is PromptKind.POINT
+
+
+def test_interior_click_equals_the_whole_image_distance_transform() -> None:
+    """The most interior pixel found on each region's bounding box is the one the distance
+    transform of the whole (padded) image gives, ties resolved the same way (first in
+    row-major order): regions touching the image border, several components, a full and an
+    empty region."""
+    from scipy import ndimage
+
+    g = torch.Generator().manual_seed(0)
+    regions = torch.rand(40, 24, 20, generator=g) < torch.rand(40, 1, 1, generator=g)
+    regions[0] = False
+    regions[1] = True
+    regions[2] = False
+    regions[2, 3:9, 0:5] = True  # on the left edge
+    regions[2, 15:20, 12:14] = True
+    regions[3] = False
+    regions[3, 20:24, 16:20] = True  # in the bottom-right corner
+    picks, depths = _interior_pick(regions)
+    for i, mask in enumerate(regions.numpy()):
+        dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        assert int(picks[i]) == int(np.argmax(dist))
+        assert float(depths[i]) == pytest.approx(float(dist.max()))
+    assert float(depths[0]) == 0.0 and int(picks[0]) == 0

@@ -47,33 +47,52 @@ class Recorder:
         def condition_on_memory(frame_idx, is_init, feats, cond_outputs, *a, **k):  # type: ignore[no-untyped-def]
             self.frame = frame_idx
             self.cond_seen[frame_idx] = sorted(cond_outputs)
+            if frame_idx not in self.processed:
+                self.processed.append(frame_idx)
             return cond(frame_idx, is_init, feats, cond_outputs, *a, **k)
+
+        self.memory_encoded: list[int] = []  # frame of each encode_memory call
+        self.processed: list[int] = []  # frames in the order they were predicted
+        encode, track = model.encode_memory, model.track_step
+
+        def track_step(frame_idx, *a, **k):  # type: ignore[no-untyped-def]
+            self.frame = frame_idx  # mask prompts may skip condition_on_memory
+            if frame_idx not in self.processed:
+                self.processed.append(frame_idx)
+            return track(frame_idx, *a, **k)
+
+        def encode_memory(*a, **k):  # type: ignore[no-untyped-def]
+            self.memory_encoded.append(self.frame)
+            return encode(*a, **k)
 
         model.forward_sam_heads = forward_sam_heads  # type: ignore[method-assign]
         model.condition_on_memory = condition_on_memory  # type: ignore[method-assign]
+        model.encode_memory = encode_memory  # type: ignore[method-assign]
+        model.track_step = track_step  # type: ignore[method-assign]
 
 
 def _run(
     max_frames_to_correct: int, seed: int, tracked_logit: float | None = None,
-    random_rounds: bool = False,
+    random_rounds: bool = False, num_frames: int = 4, prob_point: float = 1.0,
+    max_cond_frames: int = 1,
 ) -> Recorder:  # fmt: skip
     torch.manual_seed(0)
     model = SAM2Model(tiny_config()).train()
     rec = Recorder(model, tracked_logit)
     config = TrainConfig(
         model=tiny_config(),
-        num_frames=4,
-        max_cond_frames=1,
+        num_frames=num_frames,
+        max_cond_frames=max_cond_frames,
         num_correction_rounds=2,
         max_frames_to_correct=max_frames_to_correct,
         random_cond_corrections=random_rounds,
-        prob_point=1.0,
+        prob_point=prob_point,
         prob_box=0.0,
         prob_click_from_gt=0.0,  # every click from the errors of the prediction
         out_dir=str(Path("unused")),
         device="cpu",
     )
-    data = MovingSquares(n=1, num_frames=4)
+    data = MovingSquares(n=1, num_frames=num_frames)
     clip_loss(
         model,
         [data.clip(0, np.random.default_rng(0))],
@@ -152,6 +171,22 @@ def test_the_lone_click_corrects_the_tracked_error(tracked_logit: float, label: 
             assert torch.all(lone["mask"] == expected)
             seen += 1
     assert seen > 0
+
+
+@pytest.mark.parametrize(("num_frames", "prob_point"), [(4, 1.0), (4, 0.0), (1, 1.0)])
+def test_only_the_last_processed_frame_skips_the_memory_encoder(
+    num_frames: int, prob_point: float
+) -> None:
+    """Every frame's memory is encoded once, except the last one processed, whose memory no
+    later frame reads (a single image: none at all); clicks, mask prompts, two conditioning
+    frames and corrected tracked frames alike."""
+    orders = set()
+    for seed in range(6):
+        rec = _run(4, seed, num_frames=num_frames, prob_point=prob_point, max_cond_frames=2)
+        assert sorted(rec.processed) == list(range(num_frames))
+        assert rec.memory_encoded == rec.processed[:-1]
+        orders.add(tuple(rec.processed))
+    assert num_frames == 1 or len(orders) > 1  # a random second conditioning frame comes first
 
 
 def test_frames_to_correct_is_validated() -> None:

@@ -83,14 +83,26 @@ def _uniform_pick(region: Tensor, generator: torch.Generator) -> Tensor:
 def _interior_pick(region: Tensor) -> tuple[Tensor, Tensor]:
     """Most interior pixel of each region [B, H, W] and its distance to the border, [B] each.
 
-    The image border counts as region border (padding), as in SAM 2's `center` sampling.
+    The image border counts as region border (padding), as in SAM 2's `center` sampling. The
+    distance transform runs on the region's bounding box with a one-pixel empty margin, which
+    gives the same distances (any border pixel outside the box is farther than the margin) and
+    the same first maximum in row-major order; an empty region gives pixel 0 at depth 0.
     """
     picks, depths = [], []
-    for mask in region.cpu().numpy():
-        dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]  # [H, W]
-        flat = int(np.argmax(dist))
-        picks.append(flat)
-        depths.append(float(dist.flat[flat]))
+    masks = region.cpu().numpy()
+    width = masks.shape[-1]
+    for mask in masks:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
+            picks.append(0)
+            depths.append(0.0)
+            continue
+        top, left = int(rows[0]), int(cols[0])
+        box = mask[top : int(rows[-1]) + 1, left : int(cols[-1]) + 1]
+        dist = ndimage.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1]  # [h, w] of the box
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        picks.append((top + int(y)) * width + left + int(x))
+        depths.append(float(dist[y, x]))
     return torch.tensor(picks, dtype=torch.long), torch.tensor(depths)
 
 

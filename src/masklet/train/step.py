@@ -84,14 +84,16 @@ def _prompted_frame(
     config: TrainConfig,
     gen: torch.Generator,
     rounds: int,
+    need_memory: bool = True,
 ) -> tuple[FrameOutput, LossTerms]:
     """A conditioning frame [N objects]: the prompt, then `rounds` corrective clicks on the
-    errors."""
+    errors. Without `need_memory` (no later frame reads it) its memory is not encoded."""
     w = config.loss
     if kind is PromptKind.MASK:
         out, sam = model.track_step(
-            frame_idx, True, feats, None, gt.float(), cond_outputs, {}, num_frames
-        )
+            frame_idx, True, feats, None, gt.float(), cond_outputs, {}, num_frames,
+            run_memory_encoder=need_memory,
+        )  # fmt: skip
         return out, sam_loss(sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, w)
     clicks: Clicks = (
         box_prompt(gt, gen)
@@ -105,7 +107,7 @@ def _prompted_frame(
     sam = model.forward_sam_heads(pix, points, None, high_res, model.use_multimask(True, points))
     terms = sam_loss(sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, w)
     sam, more = _correct(model, pix, high_res, gt, clicks, sam, True, config, gen, rounds)
-    return _with_memory(model, feats, sam), terms + more
+    return _with_memory(model, feats, sam, need_memory), terms + more
 
 
 def _correct(
@@ -145,15 +147,18 @@ def _correct(
     return sam, terms
 
 
-def _with_memory(model: SAM2Model, feats: ImageFeatures, sam: SamHeadOutput) -> FrameOutput:
-    """The frame output of a click-prompted prediction, with its memory encoded."""
+def _with_memory(
+    model: SAM2Model, feats: ImageFeatures, sam: SamHeadOutput, need_memory: bool = True
+) -> FrameOutput:
+    """The frame output of a click-prompted prediction, with its memory encoded if
+    `need_memory`."""
     out = FrameOutput(
         pred_masks=sam.low_res_masks,
         object_pointer=sam.object_pointer,
         object_score_logits=sam.object_score_logits,
         ious=sam.ious,
     )
-    if model.config.num_maskmem > 0:
+    if need_memory and model.config.num_maskmem > 0:
         out.memory_features, out.memory_pos = model.encode_memory(
             feats, sam.high_res_masks, sam.object_score_logits, is_mask_from_points=True
         )
@@ -170,6 +175,7 @@ def _corrected_tracked_frame(
     num_frames: int,
     config: TrainConfig,
     gen: torch.Generator,
+    need_memory: bool = True,
 ) -> tuple[FrameOutput, LossTerms]:
     """A tracked frame [N objects] that the user corrects: the tracked prediction, then
     corrective clicks on its errors, with the same memory-conditioned features."""
@@ -184,7 +190,7 @@ def _corrected_tracked_frame(
     sam, more = _correct(
         model, pix, high_res, gt, None, sam, False, config, gen, rounds, clamp=MASK_INPUT_CLAMP
     )
-    return _with_memory(model, feats, sam), terms + more
+    return _with_memory(model, feats, sam, need_memory), terms + more
 
 
 def clip_loss(
@@ -217,20 +223,24 @@ def clip_loss(
     order = cond_frames + [t for t in range(num_frames) if t not in cond_frames]
     for t in order:
         feats = features.select(owners * num_frames + t)  # frame t of each object's clip
+        need_memory = t != order[-1]  # the last frame's memory would feed no later frame
         if t in cond_frames:
             out, frame_terms = _prompted_frame(
-                model, t, feats, gt[t], kind, cond_outputs, num_frames, config, gen, cond_rounds
-            )
+                model, t, feats, gt[t], kind, cond_outputs, num_frames, config, gen,
+                cond_rounds, need_memory,
+            )  # fmt: skip
             cond_outputs[t] = out
         elif t in to_correct:
             out, frame_terms = _corrected_tracked_frame(
-                model, t, feats, gt[t], cond_outputs, non_cond_outputs, num_frames, config, gen
-            )
+                model, t, feats, gt[t], cond_outputs, non_cond_outputs, num_frames, config, gen,
+                need_memory,
+            )  # fmt: skip
             cond_outputs[t] = out  # a corrected frame conditions the frames after it
         else:
             out, sam = model.track_step(
-                t, False, feats, None, None, cond_outputs, non_cond_outputs, num_frames
-            )
+                t, False, feats, None, None, cond_outputs, non_cond_outputs, num_frames,
+                run_memory_encoder=need_memory,
+            )  # fmt: skip
             frame_terms = sam_loss(
                 sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt[t], config.loss
             )
