@@ -98,10 +98,10 @@ def test_heldout_corrections_help_and_backward_matches_forward() -> None:
     gains = [after - before for before, after in report.corrections]
     assert len(gains) >= 90
     assert sum(g > 0 for g in gains) > len(gains) / 2 and np.mean(gains) > 0.0
-    # the card: 69 of 100 raised, mean +0.171 (the model before: 75, +0.102; first: 61, +0.049)
+    # the card: 70 of 100 raised, mean +0.097 (before: 69, +0.171; 75, +0.102; first: 61, +0.049)
     assert sum(g > 0 for g in gains) >= 0.65 * len(gains) and np.mean(gains) > 0.08
     assert len(report.backward.objects) >= 100
     assert abs(report.backward.jf_mean - report.forward_same.jf_mean) <= 0.05
-    assert report.forward.jf_mean > 0.78  # the card's 0.800; before 0.789, first shipped 0.714
+    assert report.forward.jf_mean > 0.78  # the card's 0.795; before 0.800, 0.789; first 0.714
     recovered = np.asarray(report.recoveries) >= 0.7
-    assert len(recovered) >= 90 and recovered.mean() >= 0.4  # the card: 50 of 96 (target: all)
+    assert len(recovered) >= 90 and recovered.mean() >= 0.45  # the card: 55 of 96 (target: all)
