@@ -84,8 +84,8 @@ class _BinaryFocalLoss(torch.autograd.Function):
     With s = 2t - 1 (t in {0, 1}) and z = s * x, p_t = sigmoid(z), the loss is
     w_t * (1 - p_t)^g * softplus(-z) and its derivative in x is
     -s * w_t * (1 - p_t)^g * (g * p_t * softplus(-z) + 1 - p_t). Autograd through the
-    textbook formula keeps a dozen full-size intermediates per candidate mask and was a quarter
-    of an image-phase training step on CPU; this keeps one.
+    textbook formula keeps about a dozen full-size intermediates of [B, M, H, W] for the
+    backward pass and runs as many kernels again there; this keeps one (the gradient).
     """
 
     @staticmethod
