@@ -187,6 +187,29 @@ def test_offline_download_fails_with_one_actionable_line(
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
+def test_unreachable_hub_fails_at_once_without_calling_its_client(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, the Hub client would retry for ~25 s; the probe's reason is reported instead."""
+    import huggingface_hub
+
+    def client_must_not_run(**kwargs: object) -> str:
+        raise AssertionError("hf_hub_download called although the Hub is out of reach")
+
+    reason = "cannot reach huggingface.co:443 ([Errno -2] Name or service not known)"
+    monkeypatch.setattr(checkpoints, "_open_url", _no_network)
+    monkeypatch.setattr(checkpoints, "hub_unreachable", lambda: reason)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", client_must_not_run)
+
+    with pytest.raises(CheckpointError) as caught:
+        download(TINY)
+
+    message = str(caught.value)
+    assert "\n" not in message and f"Hugging Face Hub: {reason}" in message
+    assert message.endswith("or pass --checkpoint PATH")
+    assert not cache.exists() or list(cache.iterdir()) == []  # no staging folder left
+
+
 def test_truncated_download_leaves_no_file(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the server announces more bytes than it sends (connection dropped)
     monkeypatch.setattr(checkpoints, "_open_url", lambda url, timeout: _Response(b"abc", length=10))

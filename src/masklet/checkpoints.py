@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from masklet.config import ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
 from masklet.hf_keys import hf_to_official, is_hf_layout
+from masklet.hub import hub_unreachable, quiet_hub
 from masklet.state_dicts import check_compatible, detect_config
 
 _BASE_URL_20 = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
@@ -170,10 +171,16 @@ def _copy_with_progress(
 
 
 def _hf_download(repo_id: str, filename: str, local_dir: Path) -> Path:
-    """Downloads one Hub file into `local_dir`; a separate function so tests can replace it."""
+    """Downloads one Hub file into `local_dir`; a separate function so tests can replace it.
+
+    Fails at once when the Hub cannot be reached (instead of the client's ~25 s of retries)."""
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(repo_id=repo_id, filename=filename, local_dir=local_dir))
+    unreachable = hub_unreachable()
+    if unreachable is not None:
+        raise CheckpointError(unreachable)
+    with quiet_hub():
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename, local_dir=local_dir))
 
 
 def _download_hf(info: CheckpointInfo, target: Path, progress: bool) -> None:

@@ -164,7 +164,7 @@ def test_session_text_adds_named_objects_with_masks(
     "failure",
     [
         TextExtraMissingError("text prompts need transformers: install masklet[text]"),
-        CheckpointError("GroundingDINO weights 'x' are offline (HF_HUB_OFFLINE=1): run ..."),
+        CheckpointError("GroundingDINO weights 'x' are offline (HF_HUB_OFFLINE=1); run ..."),
     ],
 )
 def test_unavailable_detector_is_503_with_one_line(

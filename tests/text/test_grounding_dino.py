@@ -17,6 +17,7 @@ from masklet.image_predictor import ImagePredictor
 from masklet.text import (
     GroundingDINODetector,
     TextExtraMissingError,
+    load_grounding_dino,
     segment_text,
     track_with_text,
 )
@@ -113,8 +114,49 @@ def test_missing_weights_offline_name_the_model_and_the_fix(
         GroundingDINODetector(missing)
     msg = str(err.value)
     assert "\n" not in msg
-    assert missing in msg and f"huggingface-cli download {missing}" in msg
+    assert missing in msg and f"hf download {missing}" in msg
     assert "local directory" in msg
+
+
+def test_unreachable_hub_reads_the_cache_only(
+    tiny_grounding_dino: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no way to the Hub the load goes straight to the cache (no minutes of retries):
+    cached weights load, missing ones fail at once naming the reason and the fix."""
+    import transformers
+
+    from masklet.text import grounding_dino
+
+    model, processor = tiny_grounding_dino
+    reason = "cannot reach huggingface.co:443 ([Errno -2] Name or service not known)"
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(grounding_dino, "hub_unreachable", lambda: reason)
+    calls: list[tuple[str, object]] = []
+    cached = {"cached-org/grounding-dino-cached"}
+
+    def loader(result: Any) -> Any:
+        def from_pretrained(source: str, **kwargs: object) -> Any:
+            calls.append((source, kwargs.get("local_files_only")))
+            if source not in cached:
+                raise OSError(f"{source} is not in the cache and outgoing traffic is disabled")
+            return result
+
+        return from_pretrained
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", loader(processor))
+    monkeypatch.setattr(
+        transformers.GroundingDinoForObjectDetection, "from_pretrained", loader(model)
+    )
+
+    assert load_grounding_dino("cached-org/grounding-dino-cached") == (model, processor)
+    assert calls == [("cached-org/grounding-dino-cached", True)] * 2
+
+    with pytest.raises(CheckpointError) as err:
+        load_grounding_dino("nobody-here/grounding-dino-missing")
+    msg = str(err.value)
+    assert "\n" not in msg and reason in msg
+    assert "hf download nobody-here/grounding-dino-missing" in msg
+    assert calls[-1] == ("nobody-here/grounding-dino-missing", True)
 
 
 def test_missing_local_directory(tmp_path: Path) -> None:

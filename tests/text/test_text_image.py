@@ -130,4 +130,4 @@ def test_missing_detector_weights_offline_exit_2_with_the_fix(
     missing = "nobody-here/grounding-dino-missing"
     code, _, err = run(["image", str(photo), "--text", PROMPT, "--detector", missing], capsys)
     assert code == 2
-    assert err.count("\n") == 1 and f"huggingface-cli download {missing}" in err
+    assert err.count("\n") == 1 and f"hf download {missing}" in err

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from masklet.errors import CheckpointError, InvalidInputError, MaskletError
+from masklet.hub import hub_unreachable, quiet_hub
 from masklet.text.detector import (
     DEFAULT_BOX_THRESHOLD,
     DEFAULT_TEXT_THRESHOLD,
@@ -209,19 +210,29 @@ def load_grounding_dino(
     else:
         source = name
     offline = bool(local_files_only) or _offline()
+    # hub ids only: with no way to the Hub, read the cache alone (fast) instead of retrying
+    unreachable = None if offline or source != name else hub_unreachable()
     try:
-        processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=offline)
-        model = transformers.GroundingDinoForObjectDetection.from_pretrained(
-            source, local_files_only=offline
-        )
+        with quiet_hub():
+            processor = transformers.AutoProcessor.from_pretrained(
+                source, local_files_only=offline or unreachable is not None
+            )
+            model = transformers.GroundingDinoForObjectDetection.from_pretrained(
+                source, local_files_only=offline or unreachable is not None
+            )
     except (OSError, ValueError) as e:
         if source != name:  # a local directory that is not a GroundingDINO model
             raise CheckpointError(
                 f"{source} is not a GroundingDINO model directory ({_first_line(e)})"
             ) from e
-        why = "offline (HF_HUB_OFFLINE=1)" if offline else "not cached and cannot be downloaded"
+        if offline:
+            why = "offline (HF_HUB_OFFLINE=1)"
+        elif unreachable is not None:
+            why = f"not cached and the Hub is out of reach: {unreachable}"
+        else:
+            why = "not cached and cannot be downloaded"
         raise CheckpointError(
-            f"GroundingDINO weights {name!r} are {why}: run `huggingface-cli download {name}` "
+            f"GroundingDINO weights {name!r} are {why}; run `hf download {name}` "
             "while online, or pass a local directory with the model"
         ) from e
     return model, processor
