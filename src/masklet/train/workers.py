@@ -3,12 +3,15 @@
 The processes are started with torch.multiprocessing (spawn), meet on a free local port, and
 run the same loop on their share of each batch (`masklet.train.distributed`). Worker 0 writes
 OUT/last.pt and OUT/model.pt as a single process would; this process reads them back, so the
-caller gets the same `TrainResult` either way.
+caller gets the same `TrainResult` either way. A worker whose parent is gone (killed, so it
+could not stop them) ends itself within a second instead of training on as an orphan.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -28,7 +31,23 @@ from masklet.train.trainer import (
     run_training,
 )
 
-__all__ = ["train_in_workers"]
+__all__ = ["exit_with_parent", "train_in_workers"]
+
+PARENT_POLL_SECONDS = 1.0
+
+
+def exit_with_parent(parent: int, interval: float = PARENT_POLL_SECONDS) -> threading.Thread:
+    """Start a daemon thread that ends this process once `parent` (the pid that started it)
+    is no longer its parent: killed parents leave no workers behind."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)  # the run is lost with its parent; nothing here to flush or save
+
+    thread = threading.Thread(target=watch, name="masklet-parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def _worker(
@@ -38,7 +57,9 @@ def _worker(
     stop_at: int | None,
     port: int,
     threads: int,
+    parent: int,
 ) -> None:
+    exit_with_parent(parent)
     torch.set_num_threads(threads)
     cuda = resolve_device(config.device).type == "cuda"
     if cuda:
@@ -71,7 +92,7 @@ def train_in_workers(config: TrainConfig, dataset: ClipDataset, stop_at: int | N
     # CPU workers share the cores: each gets its part of this process's threads
     threads = max(1, torch.get_num_threads() // config.workers)
     model, report = build_start_model(config)  # for the init report; the workers build theirs
-    args = (config, dataset, stop_at, free_port(), threads)
+    args = (config, dataset, stop_at, free_port(), threads, os.getpid())
     # the children inherit OMP_NUM_THREADS at start-up; torch.set_num_threads then applies
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
