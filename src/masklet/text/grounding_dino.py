@@ -212,13 +212,14 @@ def load_grounding_dino(
     offline = bool(local_files_only) or _offline()
     # hub ids only: with no way to the Hub, read the cache alone (fast) instead of retrying
     unreachable = None if offline or source != name else hub_unreachable()
+    cache_only = offline or unreachable is not None
     try:
         with quiet_hub():
             processor = transformers.AutoProcessor.from_pretrained(
-                source, local_files_only=offline or unreachable is not None
+                source, local_files_only=cache_only
             )
             model = transformers.GroundingDinoForObjectDetection.from_pretrained(
-                source, local_files_only=offline or unreachable is not None
+                source, local_files_only=cache_only
             )
     except (OSError, ValueError) as e:
         if source != name:  # a local directory that is not a GroundingDINO model
