@@ -42,7 +42,7 @@ from masklet.io.masks import (
     write_palette_png,
 )
 from masklet.io.overlay import MASK_TYPES, render_mask_type
-from masklet.io.video import VideoWriter, frame_rate
+from masklet.io.video import SOURCE_TIME_BASE, VideoWriter, frame_rate
 from masklet.video.frames import FrameSource, VideoFileSource
 from masklet.video.results import FrameResult
 
@@ -150,9 +150,10 @@ def _masks_from_bytes(data: bytes) -> dict[int, np.ndarray]:
 class OverlayVideoSink(FrameSink):
     """An MP4 of the whole source with each frame's masks rendered (`mask_type`).
 
-    The output has the source's size and frame rate; with `output_frame_interval` N only frames
-    0, N, 2N, ... are written (as Replicate's sam-2-video does) at `fps / N`, so the duration and
-    the audio's sync are kept. Audio comes from `audio_from`, by default the source's own file
+    The output has the source's size and timing: each frame is shown at the source's
+    `frame_time` (variable frame rate and a late first frame kept; see `io.video`); with
+    `output_frame_interval` N only frames 0, N, 2N, ... are written (as Replicate's sam-2-video
+    does), each at its own time, so the duration and the audio's sync are kept. Audio comes from `audio_from`, by default the source's own file
     when it is a video file (silent sources give silent output); `keep_audio=False` drops it.
 
     `tracked_frames` are the frames that will receive a result (the planned tracking range);
@@ -200,6 +201,7 @@ class OverlayVideoSink(FrameSink):
                 fps=fps,
                 size=(source.width, source.height),
                 audio_from=Path(audio_from) if keep_audio and audio_from is not None else None,
+                time_base=SOURCE_TIME_BASE,
             )
         except BaseException:
             self._spool.close()
@@ -246,7 +248,8 @@ class OverlayVideoSink(FrameSink):
 
     def _render(self, frame_idx: int, masks: dict[int, np.ndarray]) -> None:
         image = self.source.get(frame_idx)
-        self._writer.write(render_mask_type(image, masks, self.mask_type))
+        image = render_mask_type(image, masks, self.mask_type)
+        self._writer.write(image, time=self.source.frame_time(frame_idx))
         self.frames_written += 1
 
     @property
@@ -347,7 +350,8 @@ class CocoJsonSink(FrameSink):
                     "height": int, "num_frames": int | null},
           "objects": [{"id": 1, "name": "dog"}, ...],
           "frames": [
-            {"frame": 0, "annotations": [
+            {"frame": 0, "time": 0.0,         # presentation time, seconds (source's timestamps)
+             "annotations": [
               {"id": 1, "name": "dog", "score": 0.97,          # P(object visible)
                "bbox": [x, y, w, h], "area": 1234,            # pixels, COCO xywh
                "segmentation": {"size": [H, W], "counts": "..."}}]},   # COCO compressed RLE
@@ -389,6 +393,7 @@ class CocoJsonSink(FrameSink):
         self.size = (int(result.mask_logits.shape[-2]), int(result.mask_logits.shape[-1]))
         record = {
             "frame": result.frame_idx,
+            "time": None if self.source is None else self.source.frame_time(result.frame_idx),
             "annotations": objects_to_coco(masks, scores=result.scores(), names=self.names),
         }
         self._spool.put(result.frame_idx, json.dumps(record).encode())

@@ -1,11 +1,23 @@
-"""MP4 writing: H.264/yuv420p at the source's exact frame rate, optional audio, atomic output.
+"""MP4 writing: H.264/yuv420p with the source's timing, optional audio, atomic output.
 
 Usage::
 
     with VideoWriter("out.mp4", fps=source.fps, size=(source.width, source.height),
-                     audio_from="in.mp4") as writer:
-        for frame in frames:          # [H, W, 3] uint8 RGB
-            writer.write(frame)
+                     audio_from="in.mp4", time_base=SOURCE_TIME_BASE) as writer:
+        for i in range(len(source)):          # [H, W, 3] uint8 RGB
+            writer.write(source.get(i), time=source.frame_time(i))
+
+Timing: without `time`, frame n is shown at `n / fps` (constant rate from 0). With `time`
+(seconds), each frame keeps its own presentation time: a variable-frame-rate source stays
+variable, a source whose first frame starts late keeps that offset, and copied audio keeps its
+own timestamps, so sound and pictures stay as aligned as they were in the source. Times are
+rounded to `time_base` (90 kHz, finer than any common video time base); a time equal to or
+before the previous frame's (duplicate timestamps in broken recordings) is moved one tick later,
+since a file cannot show two pictures at once.
+
+Size: H.264 in 4:2:0 needs even sides, so an odd-sized source (321x239) is written padded to
+even (322x240) by repeating its last column/row; `encoded_size` says what was written. Masks,
+PNGs and JSON keep the source's own size; only this file is padded.
 
 Nothing appears under the final name until the `with` block ends without an exception.
 """
@@ -36,6 +48,9 @@ PIXEL_FORMAT = "yuv420p"  # the only 4:2:0 layout every browser and phone plays
 DEFAULT_CRF = 18
 # x264 speed preset: overlays are written next to model inference; encoding must not dominate.
 DEFAULT_PRESET = "veryfast"
+# Time base for frames written with their own times: the MPEG 90 kHz clock represents every
+# common video time base's ticks (1/1000, 1/15360, 1001/30000, ...) to within 11 microseconds.
+SOURCE_TIME_BASE = Fraction(1, 90_000)
 # Denominator bound when turning a float fps into a fraction: keeps 30000/1001 (29.97...) exact
 # and turns a literal 29.97 into 2997/100 rather than a 52-bit binary fraction.
 MAX_RATE_DENOMINATOR = 1001 * 1000
@@ -97,6 +112,8 @@ class VideoWriter:
         audio_from: str | Path | None = None,
         codec: str = "libx264",
         crf: int = DEFAULT_CRF,
+        *,
+        time_base: Fraction | None = None,
     ) -> None:
         width, height = size
         if width < 1 or height < 1:
@@ -107,7 +124,10 @@ class VideoWriter:
         self.codec = pick_codec(codec)
         even = self.codec in EVEN_SIZE_CODECS
         self.encoded_size = (width + width % 2, height + height % 2) if even else self.size
+        # The clock frames are stamped in: one tick per frame unless times are given.
+        self.time_base = time_base if time_base is not None else 1 / self.rate
         self.frames_written = 0
+        self._last_pts: int | None = None
         self._audio_packets: Iterator[av.Packet] | None = None
         self._audio_source: av.container.InputContainer | None = None
         self._audio_out: av.audio.stream.AudioStream | None = None
@@ -124,7 +144,7 @@ class VideoWriter:
             )
             self._video.width, self._video.height = self.encoded_size
             self._video.pix_fmt = PIXEL_FORMAT
-            self._video.codec_context.time_base = 1 / self.rate  # pts counts frames
+            self._video.codec_context.time_base = self.time_base
             if self.codec == "libx264":
                 self._video.codec_context.options = {"crf": str(crf), "preset": DEFAULT_PRESET}
             if audio_from is not None:
@@ -201,8 +221,9 @@ class VideoWriter:
 
     # -- video -----------------------------------------------------------------------------
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one `[H, W, 3]` uint8 RGB frame of exactly `size`."""
+    def write(self, frame: np.ndarray, time: float | None = None) -> None:
+        """Append one `[H, W, 3]` uint8 RGB frame of exactly `size`, shown at `time` seconds
+        (default: `frames_written / fps`)."""
         if self._closed:
             raise InvalidInputError(f"cannot write to {str(self.path)!r}: the writer is closed")
         width, height = self.size
@@ -220,10 +241,16 @@ class VideoWriter:
         if pad_x or pad_y:
             frame = np.pad(frame, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")  # even H, W
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        video_frame.pts = self.frames_written
+        if time is None:
+            time = float(self.frames_written / self.rate)
+        pts = round(Fraction(time) / self.time_base)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1  # duplicate or backward time: one tick after the last
+        video_frame.pts = self._last_pts = pts
         self._container.mux(self._video.encode(video_frame))
         self.frames_written += 1
-        self._mux_audio_until(float(self.frames_written / self.rate))
+        # Audio up to where the next picture is due keeps the two streams interleaved.
+        self._mux_audio_until(float(pts * self.time_base + 1 / self.rate))
 
     def close(self) -> None:
         """Flush encoders and move the finished file to `path`."""

@@ -20,7 +20,7 @@ import torch
 from masklet.io.atomic import atomic_output
 from masklet.io.overlay import draw_overlay
 from masklet.io.sinks import CocoJsonSink, IdPngSink
-from masklet.io.video import VideoWriter
+from masklet.io.video import SOURCE_TIME_BASE, VideoWriter
 from masklet.server.sessions import UPLOAD_NAME, ServerSession
 from masklet.video.results import FrameResult
 
@@ -63,12 +63,15 @@ def _overlay_video(
 ) -> None:
     size = (session.frames.width, session.frames.height)
     audio = session.directory / UPLOAD_NAME
-    with VideoWriter(path, fps=session.frames.fps, size=size, audio_from=audio) as writer:
+    with VideoWriter(
+        path, fps=session.frames.fps, size=size, audio_from=audio, time_base=SOURCE_TIME_BASE
+    ) as writer:
         for index in range(session.num_frames):
             check()
             masks = session.frame_masks(index)
             frame = _frame(session, index)
-            writer.write(draw_overlay(frame, masks, alpha=alpha, colors=colors) if masks else frame)
+            image = draw_overlay(frame, masks, alpha=alpha, colors=colors) if masks else frame
+            writer.write(image, time=session.frames.frame_time(index))
 
 
 def stored_result(session: ServerSession, index: int) -> FrameResult:

@@ -218,6 +218,9 @@ class FramePrompt(_Clicks):
 
 class FrameMasks(BaseModel):
     frame: int
+    time: float | None = Field(
+        None, description="when the frame is presented, seconds (the video's own timestamps)"
+    )
     objects: list[ObjectMask]
 
 
@@ -246,6 +249,9 @@ class FrameEvent(BaseModel):
     """`data` of each `frame` Server-Sent Event of a propagation."""
 
     frame: int
+    time: float | None = Field(
+        None, description="when the frame is presented, seconds (the video's own timestamps)"
+    )
     done: int = Field(description="frames finished so far")
     total: int = Field(description="frames this propagation will visit")
     objects: list[ObjectMask]

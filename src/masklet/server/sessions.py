@@ -68,6 +68,10 @@ class ServerSession:
     def num_frames(self) -> int:
         return len(self.frames)
 
+    def frame_time(self, frame_idx: int) -> float | None:
+        """When frame `frame_idx` is presented, seconds (None outside the video)."""
+        return self.frames.frame_time(frame_idx) if 0 <= frame_idx < self.num_frames else None
+
     def touch(self) -> None:
         self.last_access = time.monotonic()
 

@@ -9,7 +9,6 @@ sequential access must be cheap.
 
 from __future__ import annotations
 
-import abc
 import collections
 import re
 from collections.abc import Iterator, Sequence
@@ -19,95 +18,17 @@ import numpy as np
 from PIL import Image
 
 from masklet.errors import InvalidInputError
+from masklet.video.frame_source import (
+    DEFAULT_CACHE_FRAMES,
+    DEFAULT_FPS,
+    DEFAULT_LIVE_WINDOW,
+    FrameCache,
+    FrameIndexError,
+    FrameSource,
+)
+from masklet.video.video_file import VideoFileSource
 
-DEFAULT_FPS = 30.0
-# Decoded frames kept per source. Backward propagation re-reads the frames just before the one
-# it asked for, so a few recent frames save re-decoding a whole GOP for each step back.
-DEFAULT_CACHE_FRAMES = 8
-# Frames a LiveSource keeps: the memory bank reads at most the last ~7 frames plus prompts.
-DEFAULT_LIVE_WINDOW = 16
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-class FrameIndexError(InvalidInputError, IndexError):
-    """A frame index outside the frames a source can deliver."""
-
-
-class FrameCache:
-    """A bounded least-recently-used map `frame index -> [H, W, 3] uint8`."""
-
-    def __init__(self, capacity: int = DEFAULT_CACHE_FRAMES) -> None:
-        if capacity < 1:
-            raise InvalidInputError(f"frame cache capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self._frames: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def get(self, index: int) -> np.ndarray | None:
-        frame = self._frames.get(index)
-        if frame is not None:
-            self._frames.move_to_end(index)
-        return frame
-
-    def put(self, index: int, frame: np.ndarray) -> None:
-        self._frames[index] = frame
-        self._frames.move_to_end(index)
-        while len(self._frames) > self.capacity:
-            self._frames.popitem(last=False)
-
-    def clear(self) -> None:
-        self._frames.clear()
-
-
-class FrameSource(abc.ABC):
-    """Random-access frames as `[H, W, 3]` uint8 RGB; `num_frames` is None while still growing."""
-
-    fps: float
-    height: int
-    width: int
-
-    @property
-    @abc.abstractmethod
-    def num_frames(self) -> int | None: ...
-
-    @abc.abstractmethod
-    def get(self, index: int) -> np.ndarray:
-        """Return frame `index` as `[H, W, 3]` uint8 RGB. Do not modify it: it may be cached."""
-
-    def close(self) -> None:  # noqa: B027 - only file-backed sources hold anything to release
-        """Release files and decoders. Further `get` calls may fail."""
-
-    def __len__(self) -> int:
-        count = self.num_frames
-        if count is None:
-            raise TypeError(f"{type(self).__name__} is still growing and has no length yet")
-        return count
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for index in range(len(self)):
-            yield self.get(index)
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _check_index(self, index: int) -> int:
-        count = len(self)
-        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
-            raise FrameIndexError(f"frame index must be an integer, got {index!r}")
-        if not 0 <= index < count:
-            valid = f"0..{count - 1}" if count else "none (no frames yet)"
-            raise FrameIndexError(
-                f"frame {index} is out of range for {self._describe()}: valid frames are {valid}"
-            )
-        return int(index)
-
-    def _describe(self) -> str:
-        return type(self).__name__
 
 
 def _check_rgb(frame: object, what: str, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -282,11 +203,6 @@ class FolderSource(FrameSource):
         return f"folder {str(self.path)!r}"
 
 
-# Rotations PyAV reports are multiples of 90 degrees for every camera we know of; anything else
-# is rounded to the nearest quarter turn, since a non-axis-aligned frame cannot be an array.
-QUARTER_TURN_DEGREES = 90.0
-
-
 def open_frames(
     source: str | Path | np.ndarray | Sequence[np.ndarray] | FrameSource,
     fps: float | None = None,
@@ -317,10 +233,6 @@ def open_frames(
         f"FrameSource, got {type(source).__name__}"
     )
 
-
-# The video-file source lives in its own module; re-exported here (after the base classes it
-# builds on are defined) so `masklet.video.frames` stays the one place to import sources from.
-from masklet.video.video_file import VideoFileSource  # noqa: E402
 
 __all__ = [
     "ArraySource",

@@ -1,62 +1,128 @@
-"""Frames of a video file through PyAV: demuxed once, decoded lazily, seeking for random access."""
+"""Frames of a video file through PyAV: indexed once from packets, decoded lazily, seeking for
+random access.
+
+Frame `i` is the i-th picture a decoder presents, in presentation order, and
+`frame_time(i)` is its presentation time in seconds from the file's own timestamps (variable
+frame rate and a first frame that starts late included): see `frame_index` for how edit
+lists, stream-copy cuts and duplicate timestamps are read without decoding the file.
+
+Damaged files: a file whose data stops early (a truncated download or an interrupted
+recording) is refused when it is opened, with the number of frames its data still holds and
+the command that keeps them. The CLI, the Python API and the server all open videos here, so
+they behave the same: nothing is tracked on a file that would fail part-way.
+"""
 
 from __future__ import annotations
 
-import bisect
+import collections
 import itertools
+import shlex
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
-from typing import cast
 
 import av
 import numpy as np
 
 from masklet.errors import InvalidInputError
-from masklet.video.frames import (
-    DEFAULT_CACHE_FRAMES,
-    DEFAULT_FPS,
-    QUARTER_TURN_DEGREES,
-    FrameCache,
-    FrameSource,
-)
+from masklet.video.frame_index import FrameTable, KeyFrame, PacketScan, scan_packets
+from masklet.video.frame_source import DEFAULT_CACHE_FRAMES, DEFAULT_FPS, FrameCache, FrameSource
+
+# Rotations PyAV reports are multiples of 90 degrees for every camera we know of; anything else
+# is rounded to the nearest quarter turn, since a non-axis-aligned frame cannot be an array.
+QUARTER_TURN_DEGREES = 90.0
+# How far past a wanted frame decoding continues before deciding it is lost. Frames normally
+# arrive in order; only timestamps that step back (broken VFR recordings) reorder them.
+MAX_REORDER_FRAMES = 16
+# Demuxers that read still images: an image given as a video is a different mistake.
+IMAGE_FORMATS = frozenset({"image2", "gif_pipe", "apng"})
+REENCODE_HINT = "re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)"
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    """`av.open` with errors that say what the file is, not FFmpeg's errno."""
+    name = str(path)
+    try:
+        if path.stat().st_size == 0:
+            raise InvalidInputError(f"{name!r} is empty (0 bytes): expected a video file")
+        container = av.open(name)
+    except (PermissionError, IsADirectoryError) as error:
+        raise InvalidInputError(f"cannot read {name!r}: {error.strerror}") from error
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(
+            f"{name!r} is not a video FFmpeg can read: no audio/video format was recognised in "
+            "it (it may be a different kind of file, or a video whose index is missing because "
+            "the file is truncated); expected an MP4/MOV/MKV/WebM/AVI file"
+        ) from error
+    format_name = container.format.name
+    if format_name in IMAGE_FORMATS or format_name.endswith("_pipe"):
+        container.close()
+        kind = path.suffix.lstrip(".").upper() or format_name.removesuffix("_pipe")
+        raise InvalidInputError(
+            f"{name!r} is an image ({kind}), not a video: segment "
+            "it with `masklet image` (or ImagePredictor in Python); for a video made of images "
+            "give a folder of JPEG/PNG frames"
+        )
+    return container
 
 
 class VideoFileSource(FrameSource):
     """A video file (MP4/MOV/MKV/WebM/AVI) decoded lazily through PyAV.
 
-    Opening demuxes the stream once *without decoding* to learn each frame's timestamp and which
-    frames are keyframes; container metadata is often missing or wrong, the packets are not.
-    Reading frame `i` continues the open decoder when `i` is just ahead; going backwards, or past
-    a keyframe, seeks to the last keyframe at or before `i` and decodes forward. Only the last
+    Opening demuxes the stream once *without decoding* to learn each frame's timestamp and the
+    keyframes, then decodes the first frame (which tells where presentation starts). Reading
+    frame `i` continues the open decoder when `i` is just ahead; going backwards, or past a
+    keyframe, seeks to the last keyframe at or before `i` and decodes forward. Only the last
     `cache_frames` decoded frames are kept. A display rotation in the stream's side data (phone
-    videos) is applied, so `height`/`width` are those of the upright picture. Not thread-safe.
+    videos) is applied, so `height`/`width` are those of the upright picture. Setting `fps`
+    replaces the file's timing: `frame_time(i)` becomes `i / fps`. Not thread-safe.
     """
 
     def __init__(self, path: str | Path, cache_frames: int = DEFAULT_CACHE_FRAMES) -> None:
         self.path = Path(path)
         self.cache = FrameCache(cache_frames)
         self.seek_count = 0  # decoder repositionings; sequential reading should need one
-        try:
-            self._container = av.open(str(self.path))
-        except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
-            raise InvalidInputError(
-                f"cannot open video {str(self.path)!r}: {error}; expected a readable "
-                "MP4/MOV/MKV/WebM/AVI file (is it corrupt or truncated?)"
-            ) from error
+        self._fps_override: float | None = None
+        self._container = _open_container(self.path)
         self._decoder: Iterator[av.VideoFrame] | None = None
-        self._next_index = 0  # index of the frame the open decoder will produce next
-        self._start_index = 0  # keyframe the decoder was last positioned on
+        self._start_index = 0  # frames the decoder emits below this index are dropped
+        self._frontier = 0  # 1 + the highest frame index emitted since the last seek
+        self._seen: collections.Counter[int] = collections.Counter()  # timestamps since seek
         try:
             if not self._container.streams.video:
-                raise InvalidInputError(f"{str(self.path)!r} has no video stream")
+                raise InvalidInputError(
+                    f"{str(self.path)!r} has no video stream (only "
+                    f"{len(self._container.streams)} other streams, e.g. audio); expected a video"
+                )
             self._stream = self._container.streams.video[0]
-            self.fps = self._read_fps(self._stream)
-            self._index_packets()
+            self._stream_fps = self._read_fps(self._stream)
+            scan = scan_packets(self._container, self._stream)
+            self._check_complete(scan)
+            self.time_base = Fraction(self._stream.time_base or Fraction(1, 1))
+            self.table = FrameTable(scan, self.time_base)
             first = self._first_frame()
         except BaseException:
             self._container.close()
             raise
         self.height, self.width = first.shape[:2]
+
+    @property
+    def fps(self) -> float:  # type: ignore[override]
+        """The stream's average frame rate, or the rate set by the caller."""
+        return self._fps_override if self._fps_override is not None else self._stream_fps
+
+    @fps.setter
+    def fps(self, value: float) -> None:
+        if not value > 0:
+            raise InvalidInputError(f"fps must be positive, got {value}")
+        self._fps_override = float(value)
+
+    def frame_time(self, index: int) -> float:
+        index = self._check_index(index)
+        time = self.table.time(index)
+        if self._fps_override is not None or time is None:
+            return index / self.fps
+        return time
 
     @staticmethod
     def _read_fps(stream: av.video.stream.VideoStream) -> float:
@@ -65,45 +131,39 @@ class VideoFileSource(FrameSource):
                 return float(rate)
         return DEFAULT_FPS
 
-    def _index_packets(self) -> None:
-        """Fill the presentation-ordered timestamp table and the keyframe indices."""
-        stamps: list[int | None] = []
-        keyframe_stamps: list[int | None] = []
-        try:
-            for packet in self._container.demux(self._stream):
-                if packet.size == 0:  # the end-of-stream flush packet carries no frame
-                    continue
-                stamp = packet.pts if packet.pts is not None else packet.dts
-                stamps.append(stamp)
-                if packet.is_keyframe:
-                    keyframe_stamps.append(stamp)
-        except av.FFmpegError:
-            pass  # a truncated file: keep the frames whose packets could be read
-        if not stamps:
-            raise InvalidInputError(f"video {str(self.path)!r} contains no frames")
-        self._count = len(stamps)
-        if any(stamp is None for stamp in stamps):
-            # No timestamps (some AVI files): frames are counted from the start instead, and
-            # every backward step re-decodes from the beginning.
-            self._stamps: list[int] | None = None
-            self._keyframes = [0]
-        else:
-            self._stamps = sorted(cast(list[int], stamps))
-            keys = {
-                bisect.bisect_left(self._stamps, key) for key in cast(list[int], keyframe_stamps)
-            }
-            self._keyframes = sorted(keys | {0})
+    def _check_complete(self, scan: PacketScan) -> None:
+        name = str(self.path)
+        if not scan.stamps:
+            raise InvalidInputError(f"video {name!r} contains no frames")
+        if scan.truncated:
+            listed = f" of the {scan.expected} its index lists" if scan.expected else ""
+            complete = scan.complete
+            if complete == 0:
+                raise InvalidInputError(
+                    f"video {name!r} is truncated: its data stops before the first complete "
+                    f"frame{listed}; copy or download the file again"
+                )
+            raise InvalidInputError(
+                f"video {name!r} is truncated or damaged: its data stops after {complete} "
+                f"frames{listed}. Tracking would fail there, so the file is refused; keep the "
+                f"frames that remain by re-encoding them (ffmpeg -i {shlex.quote(name)} "
+                "repaired.mp4) and use the new file"
+            )
 
     def _first_frame(self) -> np.ndarray:
         self._rotation_turns = 0
         self._coded_size = (0, 0)
-        self._seek(0)
+        self._seek(None)
         decoder = self._decoder or iter(())
         first = next(decoder, None)
         if first is None:
             raise InvalidInputError(
-                f"video {str(self.path)!r}: no frame could be decoded; the file is damaged"
+                f"video {str(self.path)!r}: its {self.table.count} frames could not be decoded "
+                f"(damaged data or an unsupported codec variant); {REENCODE_HINT}"
             )
+        if first.pts is not None:
+            self.table.drop_before(first.pts)  # frames a stream-copy cut left undecodable
+        self._seen.clear()
         self._coded_size = (first.width, first.height)
         self._rotation_turns = round(getattr(first, "rotation", 0) / QUARTER_TURN_DEGREES) % 4
         self._decoder = itertools.chain([first], decoder)  # put it back: get(0) reads it
@@ -111,24 +171,29 @@ class VideoFileSource(FrameSource):
 
     @property
     def num_frames(self) -> int:
-        return self._count
+        return self.table.count
 
     def _describe(self) -> str:
         return f"video {str(self.path)!r}"
 
-    def _keyframe_before(self, index: int) -> int:
-        return self._keyframes[bisect.bisect_right(self._keyframes, index) - 1]
-
-    def _seek(self, key_index: int) -> None:
-        if self._stamps is None or key_index == 0:
-            self._container.seek(0)  # the very start, whatever the stream's first timestamp
-        else:
-            self._container.seek(
-                self._stamps[key_index], stream=self._stream, backward=True, any_frame=False
-            )
+    def _seek(self, key: KeyFrame | None) -> None:
+        try:
+            if key is None:
+                self._container.seek(0)  # the very start, whatever the first timestamp
+            else:
+                self._container.seek(key.stamp, stream=self._stream, backward=True)
+        except av.FFmpegError:
+            key = None  # raw streams (.h264) cannot seek: reopen the file to start over
+            self._container.close()
+            self._container = av.open(str(self.path))
+            self._stream = self._container.streams.video[0]
         self.seek_count += 1
-        self._start_index = key_index
-        self._next_index = key_index
+        self._start_index = self.table.first_index(key)
+        self._frontier = self._start_index
+        self._seen = collections.Counter()
+        if key is not None and key.index is not None:
+            # Frames sharing the keyframe's timestamp before it are not decoded from here.
+            self._seen[key.stamp] = key.index - self.table.slots(key.stamp).start
         self._decoder = self._decode_packets()
 
     def _decode_packets(self) -> Iterator[av.VideoFrame]:
@@ -140,17 +205,18 @@ class VideoFileSource(FrameSource):
                     continue  # a damaged packet: skip it, later keyframes may still decode
                 yield from frames
         except av.FFmpegError:
-            return  # unreadable data (truncation): the stream ends here
+            return  # unreadable data: the stream ends here
 
     def _index_of(self, frame: av.VideoFrame) -> int | None:
-        """Frame index of a decoded frame, or None for frames before the seek's keyframe."""
-        if self._stamps is None or frame.pts is None:
-            return self._next_index
-        position = bisect.bisect_left(self._stamps, frame.pts)
-        if position == len(self._stamps) or self._stamps[position] != frame.pts:
-            return self._next_index
-        # Open-GOP streams emit a few frames from before the keyframe after a seek; they
-        # reference pictures the decoder never saw, so they are garbage and dropped.
+        """Frame index of a decoded picture; None for one that is not a presented frame."""
+        if self.table.stamps is None or frame.pts is None:
+            return self._frontier  # no timestamps: frames counted in decode order
+        slots = self.table.slots(frame.pts)
+        occurrence = self._seen[frame.pts]
+        self._seen[frame.pts] += 1
+        if occurrence >= len(slots):
+            return None  # hidden by an edit list, or more pictures than packets at this time
+        position = slots[occurrence]
         return position if position >= self._start_index else None
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
@@ -163,15 +229,18 @@ class VideoFileSource(FrameSource):
     def _decode_until(self, index: int) -> np.ndarray | None:
         """Advance the open decoder to frame `index`; None if the decoder passed or lost it."""
         keep_from = index - self.cache.capacity + 1  # older frames would be evicted at once
+        keep_until = index + self.cache.capacity // 2  # frames a reordered stream sends early
         for frame in self._decoder or ():
             position = self._index_of(frame)
             if position is None:
                 continue
-            self._next_index = position + 1
-            if position >= keep_from and position <= index:
+            self._frontier = max(self._frontier, position + 1)
+            if keep_from <= position <= keep_until:
                 self.cache.put(position, self._to_rgb(frame))
-            if position >= index:
+            if position == index:
                 return self.cache.get(index)
+            if position > index + MAX_REORDER_FRAMES:
+                return None
         self._decoder = None
         return None
 
@@ -180,19 +249,20 @@ class VideoFileSource(FrameSource):
         frame = self.cache.get(index)
         if frame is not None:
             return frame
-        key = self._keyframe_before(index)
-        if self._decoder is None or index < self._next_index or key > self._next_index:
+        key = self.table.key_before(index)
+        key_index = self.table.first_index(key)
+        if self._decoder is None or index < self._frontier or key_index > self._frontier:
             self._seek(key)
         frame = self._decode_until(index)
-        if frame is None and key != 0:
+        if frame is None and key is not None:
             # The seek landed after the wanted frame (keyframe tables that disagree with the
             # demuxer's index): decoding from the very start always reaches it.
-            self._seek(0)
+            self._seek(None)
             frame = self._decode_until(index)
         if frame is None:
             raise InvalidInputError(
                 f"frame {index} of {self._describe()} could not be decoded: the file is damaged "
-                "or truncated there; re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)"
+                f"there; {REENCODE_HINT}"
             )
         return frame
 

@@ -122,7 +122,8 @@ def get_masks(
     """The latest masks recorded on a frame (empty when none were computed there)."""
     session = ctx.sessions.get(session_id, owner)
     records = session.masks.get(index, {})
-    return FrameMasks(frame=index, objects=[records[i] for i in sorted(records)])
+    objects = [records[i] for i in sorted(records)]
+    return FrameMasks(frame=index, time=session.frame_time(index), objects=objects)
 
 
 @router.patch("/v1/sessions/{session_id}/objects/{object_id}", response_model=ObjectInfo)

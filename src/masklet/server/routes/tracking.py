@@ -97,7 +97,8 @@ async def add_prompt(
             labels=body.labels_array(), clear_old_points=body.clear_old_points,
             box=body.box_array(),
         )  # fmt: skip
-        return FrameMasks(frame=frame, objects=session.store_logits(frame, ids, logits))
+        objects = session.store_logits(frame, ids, logits)
+        return FrameMasks(frame=frame, time=session.frame_time(frame), objects=objects)
 
     return await run_locked(ctx, session, work)
 
@@ -187,7 +188,10 @@ async def propagate(
                 records = object_masks(result.masks(), result.scores(), result.names)
                 session.store(result.frame_idx, records)
                 done += 1
-                event = FrameEvent(frame=result.frame_idx, done=done, total=total, objects=records)
+                event = FrameEvent(
+                    frame=result.frame_idx, time=session.frame_time(result.frame_idx),
+                    done=done, total=total, objects=records,
+                )  # fmt: skip
                 emit(sse("frame", event.model_dump(mode="json")))
                 job.check()
             emit(sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)}))
@@ -247,7 +251,8 @@ async def clear(
         out = predictor.clear_all_prompts_in_frame(session.video, body.frame, body.object_id)
         assert out is not None  # need_output=True always returns the frame's masks
         frame, ids, logits = out
-        return FrameMasks(frame=frame, objects=session.store_logits(frame, ids, logits))
+        objects = session.store_logits(frame, ids, logits)
+        return FrameMasks(frame=frame, time=session.frame_time(frame), objects=objects)
 
     return await run_locked(ctx, session, work)
 
@@ -267,7 +272,9 @@ async def remove_object(
         ids, updated = predictor.remove_object(session.video, object_id, strict=True)
         session.forget_object(object_id)
         return [
-            FrameMasks(frame=f, objects=session.store_logits(f, ids, logits))
+            FrameMasks(
+                frame=f, time=session.frame_time(f), objects=session.store_logits(f, ids, logits)
+            )
             for f, logits in updated
         ]
 
