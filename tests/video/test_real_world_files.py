@@ -1,0 +1,134 @@
+"""Issue 22's matrix: for each kind of file people have, the frame source presents exactly the
+decoder's frames (count, pixels, times; forward, backward and shuffled access), and the
+overlay MP4 and the RLE JSON carry the source's own timing, audio offset included."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from masklet.io.sinks import CocoJsonSink, OverlayVideoSink
+from masklet.video.frames import VideoFileSource
+from masklet.video.results import FrameResult
+from tests.video.clips import CLIPS, Presented, audio_start, presented
+
+
+@pytest.fixture(scope="module", params=sorted(CLIPS))
+def clip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    name: str = request.param
+    return CLIPS[name](tmp_path_factory.mktemp(name))
+
+
+@pytest.fixture(scope="module")
+def expected(clip: Path) -> Presented:
+    return presented(clip)
+
+
+def test_the_clips_have_the_property_they_are_named_for(clip: Path, expected: Presented) -> None:
+    """Guards the matrix itself: each clip really is the awkward case it claims to be."""
+    times = expected.times
+    steps = np.diff(times)
+    kind = clip.stem
+    if kind in {"edit", "nonkey", "negative"}:
+        assert expected.packets > len(expected.frames)  # packets the decoder does not present
+    if kind == "vfr":
+        assert steps.min() < 0.04 < 0.09 < steps.max()  # 30 fps then 10 fps
+    if kind == "jitter":
+        assert max(Counter(times).values()) > 1  # duplicate timestamps
+    if kind in {"audio_early", "nonkey"}:
+        assert times[0] >= 0.45  # the first picture is shown late
+    if kind == "audio_early":
+        start = audio_start(clip)
+        assert start is not None and start[0] < times[0] - 0.4
+    assert len(expected.frames) >= 20
+    assert len({frame.tobytes() for frame in expected.frames}) > len(expected.frames) // 2
+
+
+def test_frames_count_pixels_and_times_equal_the_decoders(clip: Path, expected: Presented) -> None:
+    with VideoFileSource(clip) as source:
+        assert source.num_frames == len(expected.frames)
+        assert (source.height, source.width) == expected.frames[0].shape[:2]
+        for i, want in enumerate(expected.frames):  # forward, as tracking reads
+            assert np.array_equal(source.get(i), want), f"frame {i}"
+            assert source.frame_time(i) == pytest.approx(expected.times[i], abs=1e-9)
+        # Forward reading continues one decoder: one seek to start, one more at most per cut.
+        assert source.seek_count <= 2
+
+
+def test_backward_and_random_access_is_frame_exact(clip: Path, expected: Presented) -> None:
+    order = list(range(len(expected.frames)))
+    shuffled = random.Random(0).sample(order, len(order))
+    with VideoFileSource(clip) as source:
+        for i in [*reversed(order), *shuffled]:
+            assert np.array_equal(source.get(i), expected.frames[i]), f"frame {i}"
+        assert len(source.cache) <= source.cache.capacity  # bounded memory
+
+
+def overlay_times(path: Path) -> tuple[list[float], tuple[int, int]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [float(f.pts * f.time_base) for f in container.decode(stream)]
+        return times, (stream.codec_context.width, stream.codec_context.height)
+
+
+def test_overlay_keeps_the_source_timing_and_audio_offset(
+    clip: Path, expected: Presented, tmp_path: Path
+) -> None:
+    out = tmp_path / "overlay.mp4"
+    with VideoFileSource(clip) as source:
+        with OverlayVideoSink(out, source, tracked_frames=range(0)) as sink:
+            size = sink._writer.encoded_size
+    times, written_size = overlay_times(out)
+    assert written_size == size
+    assert len(times) == len(expected.times)
+    tick = float(expected.time_base)
+    errors = np.abs(np.asarray(times) - np.asarray(expected.times))
+    # One source tick; frames sharing a timestamp are moved one 90 kHz tick apart.
+    assert errors.max() <= tick + 1e-9
+    assert np.all(np.diff(times) > 0)  # a playable file: strictly increasing
+    source_audio, written_audio = audio_start(clip), audio_start(out)
+    assert (source_audio is None) == (written_audio is None)
+    if source_audio is not None and written_audio is not None:
+        audio_frame = source_audio[1]
+        offset_in = expected.times[0] - source_audio[0]
+        offset_out = times[0] - written_audio[0]
+        assert abs(offset_out - offset_in) <= audio_frame
+
+
+def test_odd_sizes_are_padded_in_the_overlay_only(tmp_path: Path) -> None:
+    """Documented in io/video.py: 4:2:0 H.264 needs even sides; the masks keep the source's."""
+    clip = CLIPS["odd_size"](tmp_path)
+    with VideoFileSource(clip) as source:
+        assert (source.width, source.height) == (65, 49)
+        with OverlayVideoSink(tmp_path / "o.mp4", source, tracked_frames=range(0)):
+            pass
+        first = source.get(0)
+    with av.open(str(tmp_path / "o.mp4")) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert frame.shape == (50, 66, 3)
+    diff = np.abs(frame[:49, :65].astype(int) - first.astype(int)).mean()
+    assert diff < 4  # the picture itself is unchanged (lossy H.264 aside)
+    # the padding repeats the last column and row
+    assert np.abs(frame[:49, 65].astype(int) - frame[:49, 64].astype(int)).mean() < 4
+
+
+def test_json_carries_each_frames_time(clip: Path, expected: Presented, tmp_path: Path) -> None:
+    out = tmp_path / "masks.json"
+    with VideoFileSource(clip) as source:
+        h, w = source.height, source.width
+        logits = torch.full((1, 1, h, w), -5.0)
+        logits[..., : h // 2, : w // 2] = 5.0  # a quarter of the frame: a non-empty mask
+        with CocoJsonSink(out, source, file_name=clip.name) as sink:
+            for i in reversed(range(source.num_frames)):  # backward tracking order
+                sink.write(FrameResult(i, [1], logits, torch.ones(1, 1)))
+    frames = json.loads(out.read_text())["frames"]
+    assert [f["frame"] for f in frames] == list(range(len(expected.times)))
+    assert frames[0]["annotations"][0]["area"] == (h // 2) * (w // 2)
+    assert [f["time"] for f in frames] == pytest.approx(expected.times, abs=1e-9)
