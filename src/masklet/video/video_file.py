@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import shlex
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -146,8 +145,8 @@ class VideoFileSource(FrameSource):
             raise InvalidInputError(
                 f"video {name!r} is truncated or damaged: its data stops after {complete} "
                 f"frames{listed}. Tracking would fail there, so the file is refused; keep the "
-                f"frames that remain by re-encoding them (ffmpeg -i {shlex.quote(name)} "
-                "repaired.mp4) and use the new file"
+                "frames that remain by re-encoding them (e.g. ffmpeg -i in.mp4 repaired.mp4) "
+                "and use the new file"
             )
 
     def _first_frame(self) -> np.ndarray:
