@@ -71,6 +71,15 @@ def audio_early(folder: Path) -> Path:
     return out
 
 
+def audio_late(folder: Path) -> Path:
+    """MKV, video at 0 and PCM audio from 0.5 s: the overlay MP4 must transcode it to AAC."""
+    out = folder / "audio_late.mkv"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate=30", "-itsoffset", "0.5",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "1.5",
+           "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-c:a", "pcm_s16le", str(out))  # fmt: skip
+    return out
+
+
 def encode(
     path: Path,
     count: int,
@@ -159,6 +168,7 @@ CLIPS: dict[str, Callable[[Path], Path]] = {
     "variable_frame_rate": vfr,
     "jittered_duplicate_timestamps": jittered,
     "audio_before_video": audio_early,
+    "audio_after_video_transcoded": audio_late,
     "rotation": rotated,
     "odd_size": odd_size,
     "long_open_gop": long_gop,
@@ -195,11 +205,21 @@ def presented(path: Path) -> Presented:
     )
 
 
-def audio_start(path: Path) -> tuple[float, float] | None:
-    """(first audio timestamp, duration of one audio frame) in seconds, None when silent."""
+def audio_onset(path: Path) -> tuple[float, float] | None:
+    """(when the sound starts, seconds; duration of one audio frame), None when silent.
+
+    The onset is the first sample above a tenth of the peak: first timestamps would include
+    an encoder's priming samples, which only some containers hide."""
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
-        first = next(p for p in container.demux(stream) if p.pts is not None)
-        return float(first.pts * first.time_base), stream.codec_context.frame_size / stream.rate
+        start, chunks = None, []
+        for frame in container.decode(stream):
+            if start is None:
+                start = float(frame.pts * frame.time_base)
+            chunks.append(np.abs(frame.to_ndarray().astype(np.float64)).max(axis=0))
+        samples = np.concatenate([c.reshape(-1) for c in chunks])  # mono clips: [S]
+        onset = int(np.argmax(samples > samples.max() / 10))
+        frame_size = stream.codec_context.frame_size or 1024
+        return (start or 0.0) + onset / stream.rate, frame_size / stream.rate

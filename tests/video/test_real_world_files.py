@@ -17,7 +17,7 @@ import torch
 from masklet.io.sinks import CocoJsonSink, OverlayVideoSink
 from masklet.video.frames import VideoFileSource
 from masklet.video.results import FrameResult
-from tests.video.clips import CLIPS, Presented, audio_start, presented
+from tests.video.clips import CLIPS, Presented, audio_onset, presented
 
 
 @pytest.fixture(scope="module", params=sorted(CLIPS))
@@ -45,8 +45,11 @@ def test_the_clips_have_the_property_they_are_named_for(clip: Path, expected: Pr
     if kind in {"audio_early", "nonkey"}:
         assert times[0] >= 0.45  # the first picture is shown late
     if kind == "audio_early":
-        start = audio_start(clip)
+        start = audio_onset(clip)
         assert start is not None and start[0] < times[0] - 0.4
+    if kind == "audio_late":
+        start = audio_onset(clip)
+        assert start is not None and start[0] > times[0] + 0.4
     assert len(expected.frames) >= 20
     assert len({frame.tobytes() for frame in expected.frames}) > len(expected.frames) // 2
 
@@ -93,10 +96,10 @@ def test_overlay_keeps_the_source_timing_and_audio_offset(
     # One source tick; frames sharing a timestamp are moved one 90 kHz tick apart.
     assert errors.max() <= tick + 1e-9
     assert np.all(np.diff(times) > 0)  # a playable file: strictly increasing
-    source_audio, written_audio = audio_start(clip), audio_start(out)
+    source_audio, written_audio = audio_onset(clip), audio_onset(out)
     assert (source_audio is None) == (written_audio is None)
     if source_audio is not None and written_audio is not None:
-        audio_frame = source_audio[1]
+        audio_frame = written_audio[1]  # AAC: 1024 samples
         offset_in = expected.times[0] - source_audio[0]
         offset_out = times[0] - written_audio[0]
         assert abs(offset_out - offset_in) <= audio_frame

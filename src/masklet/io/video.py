@@ -133,6 +133,7 @@ class VideoWriter:
         self._audio_out: av.audio.stream.AudioStream | None = None
         self._copy_audio = False
         self._pending_audio: av.Packet | None = None
+        self._audio_next: int | None = None  # pts of the next transcoded audio frame
         self._exit_stack = contextlib.ExitStack()
         self._closed = False
         temp = self._exit_stack.enter_context(atomic_output(self.path))
@@ -213,11 +214,24 @@ class VideoWriter:
                 self._container.mux(packet)
             else:
                 for frame in cast(list[av.AudioFrame], packet.decode()):
-                    frame.pts = None  # let the encoder's resampler lay out AAC's timeline
-                    self._container.mux(self._audio_out.encode(frame))
+                    self._container.mux(self._audio_out.encode(self._restamp(frame)))
         if seconds is None and not self._copy_audio:
             self._container.mux(self._audio_out.encode(None))  # flush the AAC encoder
             self._audio_out = None
+
+    def _restamp(self, frame: av.AudioFrame) -> av.AudioFrame:
+        """Stamp a decoded frame by samples since the source's first one, in the encoder's
+        clock: the sound stays contiguous and starts when the source's audio started (a late
+        start would otherwise play early against the pictures)."""
+        assert self._audio_out is not None
+        rate = self._audio_out.rate
+        if self._audio_next is None:
+            pts, time_base = frame.pts, frame.time_base
+            start = pts * time_base if pts is not None and time_base is not None else 0
+            self._audio_next = round(start * rate)
+        frame.pts, frame.time_base = self._audio_next, Fraction(1, rate)
+        self._audio_next += round(frame.samples * rate / frame.sample_rate)
+        return frame
 
     # -- video -----------------------------------------------------------------------------
 
