@@ -17,6 +17,7 @@ import torch
 from masklet.io.sinks import CocoJsonSink, OverlayVideoSink
 from masklet.video.frames import VideoFileSource
 from masklet.video.results import FrameResult
+from tests.video import clips
 from tests.video.clips import CLIPS, Presented, audio_onset, presented
 
 
@@ -135,3 +136,38 @@ def test_json_carries_each_frames_time(clip: Path, expected: Presented, tmp_path
     assert [f["frame"] for f in frames] == list(range(len(expected.times)))
     assert frames[0]["annotations"][0]["area"] == (h // 2) * (w // 2)
     assert [f["time"] for f in frames] == pytest.approx(expected.times, abs=1e-9)
+
+
+def test_cli_keeps_the_timing_of_a_trimmed_vfr_clip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`masklet video` end to end (tiny random model): a stream-copy cut of a VFR clip that
+    starts between keyframes, tracked both ways; the overlay and JSON carry the source's
+    presented frames and times."""
+    from masklet.cli import video as video_cli
+    from masklet.cli.main import main
+    from masklet.modeling.sam2 import build_model
+    from tests.parity.reference import small_config
+
+    source = tmp_path / "vfr_src.mkv"
+    ffmpeg_args = ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30", "-frames:v", "30",
+                   "-vf", "setpts='if(lt(N,15),N/30,0.5+(N-15)/10)/TB'", "-fps_mode",
+                   "passthrough", "-c:v", "libx264", "-g", "8", str(source)]  # fmt: skip
+    clips.ffmpeg(*ffmpeg_args)
+    clip = tmp_path / "cut.mkv"
+    clips.ffmpeg("-i", str(source), "-ss", "0.35", "-c", "copy", "-copyinkf", str(clip))
+    expected = presented(clip)
+    assert expected.packets > len(expected.frames) >= 12
+    torch.manual_seed(0)
+    model = build_model(small_config("sam2.1_hiera_tiny", image_size=128)).eval()
+    monkeypatch.setattr(video_cli, "load_model_from_args", lambda args: model)
+    overlay, masks_json = tmp_path / "o.mp4", tmp_path / "m.json"
+    argv = ["video", str(clip), "--click-coordinates", "[20,20]", "--click-frames", "5",
+            "--direction", "both", "-o", str(overlay), "--json", str(masks_json)]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    frames = json.loads(masks_json.read_text())["frames"]
+    assert [f["frame"] for f in frames] == list(range(len(expected.times)))
+    assert [f["time"] for f in frames] == pytest.approx(expected.times, abs=1e-9)
+    times, _ = overlay_times(overlay)
+    assert len(times) == len(expected.times)
+    assert np.abs(np.asarray(times) - expected.times).max() <= float(expected.time_base)
