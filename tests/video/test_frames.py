@@ -279,3 +279,18 @@ def test_live_source_window() -> None:
     assert source.num_frames == 10
     with pytest.raises(InvalidInputError, match="closed"):
         source.add_frame(frames[0])
+
+
+def test_video_file_module_does_not_import_frames() -> None:
+    """No import cycle (issue 16): video_file and frame_index build on frame_source only;
+    frames imports them and re-exports VideoFileSource."""
+    import ast
+
+    import masklet.video.frame_index as frame_index
+    import masklet.video.frame_source as frame_source
+    import masklet.video.video_file as video_file
+
+    for module in (video_file, frame_index, frame_source):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "masklet.video.frames" not in imported, module.__name__

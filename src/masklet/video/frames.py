@@ -5,6 +5,11 @@ small, bounded number of decoded frames, so a two-hour video costs the same memo
 two-second one. The video predictor asks for frames by index in any order (prompt frame,
 forward propagation, then backward propagation), so random access must be correct and
 sequential access must be cheap.
+
+`frame_time(i)` gives when frame `i` is presented, in seconds: a video file's own timestamps
+(variable frame rate and a late first frame kept, see `video_file`), `i / fps` for the others.
+The base class lives in `frame_source`, the video-file source in `video_file`; import them
+all from here.
 """
 
 from __future__ import annotations
@@ -209,8 +214,9 @@ def open_frames(
 ) -> FrameSource:
     """Open anything that holds frames.
 
-    A folder becomes a FolderSource, a file a VideoFileSource (`fps`, if given, overrides the
-    stream's), an array or list of arrays an ArraySource, and a FrameSource is returned as is.
+    A folder becomes a FolderSource, a file a VideoFileSource (`fps`, if given, replaces the
+    file's timing: frame `i` is then shown at `i / fps`), an array or list of arrays an
+    ArraySource, and a FrameSource is returned as is.
     """
     if isinstance(source, FrameSource):
         return source
