@@ -38,7 +38,7 @@ class PacketScan:
 
     `stamps[d]` is the timestamp of the d-th presented packet in decode order (None when the
     packet has none); `keys` are the keyframe packets as `(timestamp, decode position or None
-    when hidden)`. `expected` is the packet count the container's index lists (0 if unknown);
+    when hidden)`. `expected` is the packet count an MP4/MOV index lists (0 for others);
     `complete` counts the presented packets whose data was read in full.
     """
 
@@ -70,7 +70,9 @@ def scan_packets(container: av.container.InputContainer, stream: av.VideoStream)
                 stamps.append(packet.pts)
     except av.FFmpegError:
         truncated = True  # unreadable data: the stream ends early
-    expected = max(int(stream.frames or 0), 0)
+    # Only the MP4/MOV index counts samples exactly (AVI headers count dropped frames too).
+    exact_index = "mp4" in container.format.name.split(",")
+    expected = max(int(stream.frames or 0), 0) if exact_index else 0
     truncated = truncated or cut_short or packets < expected
     complete = len(stamps) - int(cut_short)
     return PacketScan(stamps, keys, packets, expected, truncated, complete)
@@ -88,6 +90,7 @@ class FrameTable:
         self.count = len(scan.stamps)
         self.stamps: list[int] | None = None
         self.keys: list[KeyFrame] = []
+        self._key_stamps: list[int] = []  # keys' timestamps, for bisection
         if any(stamp is None for stamp in scan.stamps) or any(s is None for s, _ in scan.keys):
             return
         # A stable sort by timestamp: equal timestamps keep decode order, which is also the
@@ -100,6 +103,7 @@ class FrameTable:
             for stamp, pos in scan.keys
         ]
         self.keys = sorted(keys, key=lambda key: key.stamp)
+        self._key_stamps = [key.stamp for key in self.keys]
 
     def time(self, index: int) -> float | None:
         """Presentation time of frame `index` in seconds, or None without timestamps."""
@@ -119,7 +123,7 @@ class FrameTable:
         if self.stamps is None:
             return None
         stamp = self.stamps[index]
-        position = bisect.bisect_right([key.stamp for key in self.keys], stamp) - 1
+        position = bisect.bisect_right(self._key_stamps, stamp) - 1
         while position >= 0:
             key = self.keys[position]
             # Among keyframes sharing the frame's timestamp, only those at or before it count.
