@@ -6,10 +6,13 @@ Frame `i` is the i-th picture a decoder presents, in presentation order, and
 frame rate and a first frame that starts late included): see `frame_index` for how edit
 lists, stream-copy cuts and duplicate timestamps are read without decoding the file.
 
-Damaged files: a file whose data stops early (a truncated download or an interrupted
-recording) is refused when it is opened, with the number of frames its data still holds and
-the command that keeps them. The CLI, the Python API and the server all open videos here, so
-they behave the same: nothing is tracked on a file that would fail part-way.
+Damaged files: an MP4/MOV whose data stops before the frames its index lists (a truncated
+download or an interrupted recording) is refused when it is opened, with the number of frames
+its data still holds and the command that keeps them; a packet cut short by the end of any
+file is refused the same way. Formats without an index (MKV/WebM/TS) cut between packets
+simply end where their data ends, every listed frame decodable. The CLI, the Python API and
+the server all open videos here, so they behave the same: nothing is tracked on a file that
+would fail part-way.
 """
 
 from __future__ import annotations
