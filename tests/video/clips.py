@@ -157,8 +157,23 @@ def odd_size(folder: Path) -> Path:
 
 
 def long_gop(folder: Path) -> Path:
-    """150 frames, one keyframe every 120, B-frames and open GOPs."""
-    return encode(folder / "long_gop.mp4", 150, gop=120, options={"bframes": "3", "open_gop": "1"})
+    """250 frames, a keyframe every 120, three B-frames and open GOPs: after each later
+    keyframe come pictures shown before it, which reference the previous GOP."""
+    options = {"x264-params": "open-gop=1:scenecut=0", "bf": "3"}
+    return encode(folder / "long_gop.mp4", 250, gop=120, options=options)
+
+
+def leading_pictures(path: Path) -> int:
+    """Packets that follow a keyframe in decode order but are shown before it (open GOP)."""
+    with av.open(str(path)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+    count, key_pts = 0, None
+    for packet in packets:
+        if packet.is_keyframe:
+            key_pts = packet.pts
+        elif key_pts is not None and packet.pts < key_pts:
+            count += 1
+    return count
 
 
 CLIPS: dict[str, Callable[[Path], Path]] = {
