@@ -147,6 +147,18 @@ def jittered(folder: Path) -> Path:
     return remux(source, folder / "jitter.mkv", jitter)
 
 
+def stepping_back(folder: Path) -> Path:
+    """60 frames without B-frames whose timestamps step back: every 7th pair is swapped."""
+    source = encode(folder / "nob.mp4", 60, options={"bframes": "0"})
+
+    def swap(n: int, packet: av.Packet) -> None:
+        packet.time_base = Fraction(1, 30)
+        packet.pts = n + 3 + {3: 1, 4: -1}.get(n % 7, 0)
+        packet.dts = n  # decode order stays increasing, as muxers require
+
+    return remux(source, folder / "backstep.mkv", swap)
+
+
 def rotated(folder: Path) -> Path:
     return encode(folder / "rotated.mp4", 20, rotation=90)
 
@@ -182,6 +194,7 @@ CLIPS: dict[str, Callable[[Path], Path]] = {
     "negative_first_timestamp": negative_start,
     "variable_frame_rate": vfr,
     "jittered_duplicate_timestamps": jittered,
+    "timestamps_stepping_back": stepping_back,
     "audio_before_video": audio_early,
     "audio_after_video_transcoded": audio_late,
     "rotation": rotated,

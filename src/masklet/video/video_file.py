@@ -89,6 +89,8 @@ class VideoFileSource(FrameSource):
         self._decoder: Iterator[av.VideoFrame] | None = None
         self._start_index = 0  # frames the decoder emits below this index are dropped
         self._frontier = 0  # 1 + the highest frame index emitted since the last seek
+        self._emitted_below = 0  # every frame below this was emitted since the last seek
+        self._emitted_ahead: set[int] = set()  # emitted frames above it (reordered streams)
         self._seen: collections.Counter[int] = collections.Counter()  # timestamps since seek
         try:
             if not self._container.streams.video:
@@ -191,7 +193,8 @@ class VideoFileSource(FrameSource):
             self._stream = self._container.streams.video[0]
         self.seek_count += 1
         self._start_index = self.table.first_index(key)
-        self._frontier = self._start_index
+        self._frontier = self._emitted_below = self._start_index
+        self._emitted_ahead = set()
         self._seen = collections.Counter()
         if key is not None and key.index is not None:
             # Frames sharing the keyframe's timestamp before it are not decoded from here.
@@ -228,6 +231,23 @@ class VideoFileSource(FrameSource):
             rgb = np.ascontiguousarray(np.rot90(rgb, self._rotation_turns))  # counter-clockwise
         return rgb
 
+    def _mark_emitted(self, position: int) -> None:
+        self._frontier = max(self._frontier, position + 1)
+        self._emitted_ahead.add(position)
+        if len(self._emitted_ahead) > MAX_REORDER_FRAMES:
+            # A frame this far behind will not come any more (a damaged packet): passed.
+            self._emitted_below = min(self._emitted_ahead)
+        while self._emitted_below in self._emitted_ahead:  # bounded by the reordering depth
+            self._emitted_ahead.remove(self._emitted_below)
+            self._emitted_below += 1
+
+    def _was_emitted(self, index: int) -> bool:
+        """Whether the open decoder already passed frame `index` (then only a seek brings it
+        back); frames a reordered stream has not sent yet are still to come."""
+        return (
+            index < self._start_index or index < self._emitted_below or index in self._emitted_ahead
+        )
+
     def _decode_until(self, index: int) -> np.ndarray | None:
         """Advance the open decoder to frame `index`; None if the decoder passed or lost it."""
         keep_from = index - self.cache.capacity + 1  # older frames would be evicted at once
@@ -236,7 +256,7 @@ class VideoFileSource(FrameSource):
             position = self._index_of(frame)
             if position is None:
                 continue
-            self._frontier = max(self._frontier, position + 1)
+            self._mark_emitted(position)
             if keep_from <= position <= keep_until:
                 self.cache.put(position, self._to_rgb(frame))
             if position == index:
@@ -253,7 +273,7 @@ class VideoFileSource(FrameSource):
             return frame
         key = self.table.key_before(index)
         key_index = self.table.first_index(key)
-        if self._decoder is None or index < self._frontier or key_index > self._frontier:
+        if self._decoder is None or self._was_emitted(index) or key_index > self._frontier:
             self._seek(key)
         frame = self._decode_until(index)
         if frame is None and key is not None:
