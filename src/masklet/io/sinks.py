@@ -153,8 +153,9 @@ class OverlayVideoSink(FrameSink):
     The output has the source's size and timing: each frame is shown at the source's
     `frame_time` (variable frame rate and a late first frame kept; see `io.video`); with
     `output_frame_interval` N only frames 0, N, 2N, ... are written (as Replicate's sam-2-video
-    does), each at its own time, so the duration and the audio's sync are kept. Audio comes from `audio_from`, by default the source's own file
-    when it is a video file (silent sources give silent output); `keep_audio=False` drops it.
+    does), each at its own time, so the duration and the audio's sync are kept. Audio comes
+    from `audio_from`, by default the source's own file when it is a video file (silent
+    sources give silent output); `keep_audio=False` drops it.
 
     `tracked_frames` are the frames that will receive a result (the planned tracking range);
     every other frame is written without masks as soon as the frames before it are written.
