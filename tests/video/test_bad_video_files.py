@@ -38,6 +38,18 @@ def truncated(folder: Path) -> Path:
     return cut
 
 
+def sound_only(path: Path) -> Path:
+    """An M4A with one second of AAC and no pictures."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=48000, layout="mono")
+        samples = np.sin(np.arange(48000) / 10).astype(np.float32)[None]  # [1, S]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = 48000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
 def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
     """name -> (file, what its error must say)."""
     picture = (np.arange(48 * 64 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
@@ -50,6 +62,7 @@ def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
         "jpeg": (folder / "photo.jpg", r"is an image \(JPG\), not a video.*masklet image"),
         "text": (folder / "notes.txt", r"not a video FFmpeg can read.*MP4/MOV/MKV"),
         "empty": (folder / "empty.mp4", r"is empty \(0 bytes\)"),
+        "audio": (sound_only(folder / "sound.m4a"), r"no video stream \(it holds audio streams"),
         "truncated": (truncated(folder), r"truncated.*stops after \d+ frames of the 48.*ffmpeg -i"),
     }
 
@@ -59,7 +72,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str
     return bad_files(tmp_path_factory.mktemp("bad"))
 
 
-@pytest.mark.parametrize("kind", ["png", "jpeg", "text", "empty", "truncated"])
+@pytest.mark.parametrize("kind", ["png", "jpeg", "text", "empty", "audio", "truncated"])
 def test_python_api_names_the_problem(files: dict[str, tuple[Path, str]], kind: str) -> None:
     path, message = files[kind]
     with pytest.raises(InvalidInputError, match=message) as error:

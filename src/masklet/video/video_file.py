@@ -94,9 +94,10 @@ class VideoFileSource(FrameSource):
         self._seen: collections.Counter[int] = collections.Counter()  # timestamps since seek
         try:
             if not self._container.streams.video:
+                kinds = sorted({stream.type for stream in self._container.streams}) or ["no"]
                 raise InvalidInputError(
-                    f"{str(self.path)!r} has no video stream (only "
-                    f"{len(self._container.streams)} other streams, e.g. audio); expected a video"
+                    f"{str(self.path)!r} has no video stream (it holds {'/'.join(kinds)} "
+                    "streams only); expected a video file"
                 )
             self._stream = self._container.streams.video[0]
             self._stream_fps = self._read_fps(self._stream)
