@@ -94,7 +94,8 @@ class VideoFileSource(FrameSource):
         self._seen: collections.Counter[int] = collections.Counter()  # timestamps since seek
         try:
             if not self._container.streams.video:
-                kinds = sorted({stream.type for stream in self._container.streams}) or ["no"]
+                kinds = sorted({str(stream.type) for stream in self._container.streams})
+                kinds = kinds or ["no"]
                 raise InvalidInputError(
                     f"{str(self.path)!r} has no video stream (it holds {'/'.join(kinds)} "
                     "streams only); expected a video file"
