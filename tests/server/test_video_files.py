@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.video.clips import cut_editlist, presented
-from tests.video.test_bad_video_files import truncated
+from tests.video.clips import cut_editlist, presented, truncated
 
 
 def test_trimmed_upload_has_the_decoders_frames_and_times(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,39 +14,7 @@ from PIL import Image
 from masklet.cli.main import main
 from masklet.errors import InvalidInputError
 from masklet.video.frames import open_frames
-from tests.video.clips import encode
-
-
-def truncated(folder: Path) -> Path:
-    """A fast-start MP4 (index first, as streaming tools write) cut at 45 %: it opens, but the
-    data of the later frames is missing."""
-    whole = encode(folder / "whole.mp4", 48, gop=12)
-    fast = folder / "fast.mp4"  # a stream copy with the moov box moved to the front
-    with (
-        av.open(str(whole)) as inp,
-        av.open(str(fast), "w", options={"movflags": "faststart"}) as out,
-    ):
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(video=0):
-            if packet.size:
-                packet.stream = stream
-                out.mux(packet)
-    data = fast.read_bytes()
-    cut = folder / "cut.mp4"
-    cut.write_bytes(data[: int(len(data) * 0.45)])
-    return cut
-
-
-def sound_only(path: Path) -> Path:
-    """An M4A with one second of AAC and no pictures."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=48000, layout="mono")
-        samples = np.sin(np.arange(48000) / 10).astype(np.float32)[None]  # [1, S]
-        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-        frame.sample_rate = 48000
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
+from tests.video.clips import sound_only, truncated
 
 
 def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
