@@ -18,6 +18,7 @@ from masklet.cli.main import main
 from masklet.io.masks import decode_rle, id_mask, read_palette_png
 from masklet.io.sinks import CocoJsonSink
 from masklet.modeling.sam2 import build_model
+from masklet.pipelines.video import planned_frames
 from masklet.prompts import parse_click_strings
 from masklet.video.predictor import VideoPredictor
 from masklet.video.tracking import apply_prompts, track
@@ -135,7 +136,7 @@ def test_directions_cover_the_planned_frames(
     code, _, err = run(argv, capsys)
     assert code == 0, err
     start_frame = int(start) if start else 3
-    planned = video_cli.planned_frames(N, start_frame, int(max_frames) if max_frames else None, direction)  # fmt: skip
+    planned = planned_frames(N, start_frame, int(max_frames) if max_frames else None, direction)  # fmt: skip
     frames = [f["frame"] for f in json.loads(j.read_text())["frames"]]
     assert frames == list(planned) and len(planned) > 0
     assert sorted(p.name for p in m.iterdir()) == [f"{i:05d}.png" for i in planned]

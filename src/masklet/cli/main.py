@@ -35,11 +35,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except MaskletError as err:
-        print(f"masklet {args.command}: error: {err}", file=sys.stderr)
+        print(f"masklet {args.command}: error: {_in_flag_words(err, args)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"masklet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _in_flag_words(error: MaskletError, args: argparse.Namespace) -> str:
+    """The message, its leading request field (`start_frame`) named as the flag that set it
+    (`--start-frame`)."""
+    message, field = str(error), error.field
+    if field and field in vars(args) and message.startswith(field):
+        return "--" + field.replace("_", "-") + message[len(field) :]
+    return message
 
 
 if __name__ == "__main__":
