@@ -62,10 +62,9 @@ def _entry_fields(entry: Any, where: str, base: Path) -> tuple[Any, dict[str, An
     if not valid_int and not (isinstance(key, str) and key.strip()):
         raise _fail(f"{where}.object", f"expected an integer id >= 0 or a name, got {key!r}")
     fields: dict[str, Any] = {"frame": frame}
-    for name, check in (("points", _is_pairs), ("labels", _is_numbers), ("box", _is_numbers)):
+    for name in ("points", "labels", "box"):
         if name in entry:
-            if not check(entry[name]):
-                raise _fail(f"{where}.{name}", f"expected a list of numbers, got {entry[name]!r}")
+            _check_numbers(entry[name], f"{where}.{name}", pairs=name == "points")
             fields[name] = entry[name]
     if "box" in fields and len(fields["box"]) != 4:
         raise _fail(f"{where}.box", f"expected [x1, y1, x2, y2], got {fields['box']!r}")
@@ -78,12 +77,19 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_numbers(value: Any) -> bool:
-    return isinstance(value, list) and all(_is_number(v) for v in value)
-
-
-def _is_pairs(value: Any) -> bool:
-    return isinstance(value, list) and all(_is_numbers(p) and len(p) == 2 for p in value)
+def _check_numbers(value: Any, field: str, pairs: bool) -> None:
+    """A JSON list of numbers (of [x, y] pairs with `pairs`), naming the first bad element."""
+    if not isinstance(value, list):
+        raise _fail(field, f"expected a list, got {value!r}")
+    for j, item in enumerate(value):
+        good = (
+            isinstance(item, list) and len(item) == 2 and all(_is_number(v) for v in item)
+            if pairs
+            else _is_number(item)
+        )
+        if not good:
+            expected = "an [x, y] pair of numbers" if pairs else "a number"
+            raise _fail(f"{field}[{j}]", f"expected {expected}, got {item!r}")
 
 
 def load_prompt_file(path: str | Path, merge: bool = True) -> ParsedPrompts:
@@ -100,7 +106,8 @@ def load_prompt_file(path: str | Path, merge: bool = True) -> ParsedPrompts:
         raise InvalidPromptError(f"prompt file {str(path)!r} is nested too deeply") from None
     if not isinstance(data, list) or not data:
         raise InvalidPromptError(
-            f"prompt file {str(path)!r}: expected a non-empty JSON list of prompt entries"
+            f"{path.name}: prompts: expected a non-empty JSON list of prompt entries",
+            field="prompts",
         )
     try:
         return prompts_from_entries(data, base=path.parent, merge=merge)

@@ -42,7 +42,10 @@ def check_points(points: np.ndarray, field: str, names: Sequence[str] | None = N
 
     names: the field of each point (default `{field}[j]`)."""
     array = np.asarray(points, dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
+    if array.ndim == 2 and len(array) and array.shape[1] != 2:  # name the first bad pair
+        where = names[0] if names is not None else f"{field}[0]"
+        raise _error(where, f"a point is [x, y], got {array[0].tolist()}")
+    if array.ndim != 2 or len(array) == 0:
         raise _error(field, f"expected a non-empty list of [x, y] pairs, got shape {array.shape}")
     for j, (x, y) in enumerate(array.tolist()):
         where = names[j] if names is not None else f"{field}[{j}]"

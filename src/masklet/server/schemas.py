@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from masklet.io.masks import MAX_OBJECT_ID, area, encode_rle, mask_to_box
 from masklet.io.records import FrameRecord
@@ -69,7 +69,7 @@ class _Clicks(_Strict):
     labels: list[int] | None = Field(
         None, description="per point: 1 include, 0 exclude (default all 1)"
     )
-    box: tuple[float, float, float, float] | None = Field(None, description="x1, y1, x2, y2")
+    box: list[float] | None = Field(None, description="x1, y1, x2, y2")
 
     def prompt(
         self, *, frame: int, obj_id: int, name: str, where: str, mask: np.ndarray | None = None
@@ -86,7 +86,7 @@ class _Clicks(_Strict):
 
 
 class ImageObjectPrompt(_Clicks):
-    id: int = Field(ge=1, le=MAX_OBJECT_ID)
+    id: int = Field(description=f"object id in 1..{MAX_OBJECT_ID} (checked with the prompts)")
     name: str | None = Field(None, max_length=200)
     mask: bool = Field(False, description="the uploaded `mask` file is this object's prompt")
 
@@ -116,7 +116,9 @@ class ImagePrompts(TextQuery):
     prompt, or both (text objects get the ids after the largest object id)."""
 
     objects: list[ImageObjectPrompt] = Field(
-        default_factory=list, max_length=MAX_OBJECTS, validate_default=True
+        default_factory=list,
+        description="objects to segment; give objects, a text prompt, or both (the number of "
+        "objects is bounded by the server's --max-objects)",
     )
     multimask: bool = Field(False, description="pick the best of 3 candidate masks")
     outputs: list[Literal["overlay", "id_mask"]] = Field(
@@ -124,16 +126,6 @@ class ImagePrompts(TextQuery):
         description="extra images returned inline as base64 PNG: a coloured overlay, and/or "
         "an id mask (pixel value = object id, 8- or 16-bit grayscale)",
     )
-
-    @field_validator("objects")
-    @classmethod
-    def _objects_or_text(
-        cls, objects: list[ImageObjectPrompt], info: ValidationInfo
-    ) -> list[ImageObjectPrompt]:
-        # `text` is declared first (in TextQuery), so it is validated and in info.data by now
-        if not objects and info.data.get("text") is None:
-            raise ValueError("give objects (clicks, boxes, a mask) or a text prompt, or both")
-        return objects
 
     @model_validator(mode="after")
     def _one_mask(self) -> ImagePrompts:
