@@ -21,15 +21,7 @@ from masklet.errors import MaskletError
 from masklet.modeling.sam2 import SAM2Model
 from masklet.pipelines import ImageRequest, prepare_image
 from masklet.prompts import ObjectPrompt
-from tests.server.conftest import (  # noqa: F401  (fixtures used by name)
-    HEIGHT,
-    WIDTH,
-    AppFactory,
-    make_client,
-    moving_square,
-    tiny_model,
-    video_bytes,
-)
+from tests.server.conftest import HEIGHT, WIDTH, AppFactory, moving_square
 
 NAN, INF = math.nan, math.inf
 
