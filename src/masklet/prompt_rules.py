@@ -118,3 +118,35 @@ def check_mask_size(mask: np.ndarray, width: int, height: int, field: str) -> No
             f"the mask is {mask.shape[-1]}x{mask.shape[0]}, the image is {width}x{height}; "
             "resize it to the image's size",
         )
+
+
+def check_model_points(
+    points: np.ndarray, width: int, height: int, normalize: bool,
+    what: str = "point", surface: str = "image",
+) -> None:  # fmt: skip
+    """The predictors' check of points `[..., 2]` (x, y): finite and on the `surface`,
+    [0, W] x [0, H] pixels, or [0, 1] when already relative (`normalize=False`)."""
+    array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(array).all():
+        bad = array[~np.isfinite(array).all(axis=1)][0].tolist()
+        raise InvalidPromptError(f"{what} coordinates must be finite numbers, got {bad}")
+    limit = np.array([width, height], np.float64) if normalize else np.ones(2)
+    outside = ((array < 0) | (array > limit)).any(axis=1)
+    if outside.any():
+        x, y = array[outside][0].tolist()
+        where = (
+            f"{width}x{height} {surface}" if normalize else "[0, 1] range (normalize_coords=False)"
+        )
+        raise InvalidPromptError(f"{what} ({x:g}, {y:g}) lies outside the {where}")
+
+
+def check_label_values(labels: np.ndarray, allow_padding: bool) -> None:
+    """The predictors' check of point labels: 1 / 0, and -1 (padding) with `allow_padding`."""
+    values = np.unique(np.asarray(labels)).tolist()
+    valid = (INCLUDE, EXCLUDE, PADDING) if allow_padding else (INCLUDE, EXCLUDE)
+    bad = [v for v in values if v not in valid]
+    if bad:
+        extra = " (or -1 for a padding point)" if allow_padding else ""
+        raise InvalidPromptError(
+            f"point labels must be 1 (include) or 0 (exclude){extra}, got {bad}"
+        )
