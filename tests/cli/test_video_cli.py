@@ -18,10 +18,10 @@ from masklet.cli.main import main
 from masklet.io.masks import decode_rle, id_mask, read_palette_png
 from masklet.io.sinks import CocoJsonSink
 from masklet.modeling.sam2 import build_model
-from masklet.pipelines.video import planned_frames
+from masklet.pipelines.video import apply_prompts, planned_frames
 from masklet.prompts import parse_click_strings
 from masklet.video.predictor import VideoPredictor
-from masklet.video.tracking import apply_prompts, track
+from masklet.video.tracking import track
 from tests.media import write_square_clip
 from tests.parity.reference import small_config
 
@@ -70,7 +70,7 @@ def api_masks(model, clip: Path, direction: str = "forward") -> dict[int, dict[i
     predictor = VideoPredictor(model)
     session = predictor.init_state(clip)
     parsed = parse_click_strings("[20,20],[48,30]", None, None, "dog,cat")
-    apply_prompts(predictor, session, parsed.prompts, parsed.names)
+    apply_prompts(predictor, session, parsed.prompts, dict(parsed.names))
     return {r.frame_idx: r.masks() for r in track(predictor, session, direction)}
 
 

@@ -284,28 +284,20 @@ class OverlayVideoSink(FrameSink):
         self._spool.close()
 
 
-class IdPngSink(FrameSink):
-    """One PNG per written frame, `{frame:05d}.png`, pixel value = object id (0 = background).
+class FolderSink(FrameSink):
+    """One file per written frame in `folder`, staged in a hidden folder beside it and moved in
+    (one atomic rename each) by `close()`: an interrupted run adds nothing to `folder`, and
+    files of an earlier run there are only replaced by complete ones. Results may come in any
+    order; a frame written twice keeps its newest result."""
 
-    `palette=True` writes DAVIS palette PNGs (16-bit grayscale when an id exceeds 255, which
-    palettes cannot hold); `palette=False` writes plain 8/16-bit grayscale. Where objects
-    overlap, the more confidently visible object wins. Frames outside the tracked range get no
-    PNG. Results may come in any order; a frame written twice keeps its newest result.
+    what = "per-frame files"
 
-    PNGs are staged in a hidden folder beside `folder` and moved in (one atomic rename each) by
-    `close()`, so an interrupted run adds no PNG to `folder`, and PNGs of an earlier run there
-    are only replaced by complete ones.
-    """
-
-    def __init__(
-        self, folder: str | os.PathLike[str], palette: bool = True, output_frame_interval: int = 1
-    ) -> None:
+    def __init__(self, folder: str | os.PathLike[str], output_frame_interval: int = 1) -> None:
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise InvalidInputError(
-                f"{str(self.folder)!r} is a file; give a folder for the per-frame mask PNGs"
+                f"{str(self.folder)!r} is a file; give a folder for the {self.what}"
             )
-        self.palette = palette
         self.output_frame_interval = check_interval(output_frame_interval)
         self.written: set[int] = set()
         parent = self.folder.absolute().parent
@@ -314,22 +306,24 @@ class IdPngSink(FrameSink):
             tempfile.mkdtemp(prefix=f".{self.folder.name}.", suffix=".partial", dir=parent)
         )
 
-    @property
-    def outputs(self) -> list[Path]:
-        return [self.folder]
+    @abc.abstractmethod
+    def file_name(self, frame_idx: int) -> str:
+        """The name of a frame's file."""
+
+    @abc.abstractmethod
+    def write_file(self, path: Path, result: FrameRecord) -> None:
+        """Write one frame's file at `path` (in the staging folder)."""
 
     def path_of(self, frame_idx: int) -> Path:
-        """Final path of a frame's PNG."""
-        return self.folder / PNG_NAME.format(frame_idx)
+        """Final path of a frame's file."""
+        return self.folder / self.file_name(frame_idx)
 
     def write(self, result: FrameRecord) -> None:
         if self._staging is None:
             raise InvalidInputError(f"cannot write to {str(self.folder)!r}: the sink is closed")
         if not self.wants(result.frame_idx):
             return
-        id_map = result.id_map()  # [H, W] uint8 / uint16
-        write = write_palette_png if self.palette else write_id_png
-        write(self._staging / PNG_NAME.format(result.frame_idx), id_map)
+        self.write_file(self._staging / self.file_name(result.frame_idx), result)
         self.written.add(result.frame_idx)
 
     def close(self) -> None:
@@ -338,7 +332,7 @@ class IdPngSink(FrameSink):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for frame_idx in sorted(self.written):
-                name = PNG_NAME.format(frame_idx)
+                name = self.file_name(frame_idx)
                 os.replace(self._staging / name, self.folder / name)
         finally:
             self.abort()
@@ -347,6 +341,35 @@ class IdPngSink(FrameSink):
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
+
+
+class IdPngSink(FolderSink):
+    """One PNG per written frame, `{frame:05d}.png`, pixel value = object id (0 = background).
+
+    `palette=True` writes DAVIS palette PNGs (16-bit grayscale when an id exceeds 255, which
+    palettes cannot hold); `palette=False` writes plain 8/16-bit grayscale. Where objects
+    overlap, the pixel is the record's (see `masklet.io.records`). Frames outside the tracked
+    range get no PNG.
+    """
+
+    what = "per-frame mask PNGs"
+
+    def __init__(
+        self, folder: str | os.PathLike[str], palette: bool = True, output_frame_interval: int = 1
+    ) -> None:
+        super().__init__(folder, output_frame_interval)
+        self.palette = palette
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.folder]
+
+    def file_name(self, frame_idx: int) -> str:
+        return PNG_NAME.format(frame_idx)
+
+    def write_file(self, path: Path, result: FrameRecord) -> None:
+        write = write_palette_png if self.palette else write_id_png
+        write(path, result.id_map())  # [H, W] uint8 / uint16
 
 
 class CocoJsonSink(FrameSink):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from masklet.errors import InvalidInputError
 from masklet.io.records import FrameProvider, FrameRecord, frame_record
+from masklet.io.sinks import FrameSink
 from masklet.pipelines.control import NEVER, CancelToken, Progress, ProgressFn, no_progress
 from masklet.pipelines.limits import LimitExceededError
 from masklet.pipelines.requests import Direction, VideoOutputs, VideoRequest
@@ -192,18 +193,12 @@ def track_video(
     cancel.check()
     session = predictor.init_state(prepared.source)
     apply_prompts(predictor, session, prepared.prompts, prepared.names)
-    total = len(prepared.planned)
-    done = 0
-    outputs: list[Path] = []
+    records = (
+        record_of(result, _frame_time(prepared.source, result.frame_idx))
+        for result in _results(prepared, predictor, session, detector)
+    )
     with open_sinks(prepared.request.outputs, prepared.source, prepared.planned) as sinks:
-        for result in _results(prepared, predictor, session, detector):
-            cancel.check()
-            record = record_of(result, _frame_time(prepared.source, result.frame_idx))
-            for sink in sinks:
-                sink.write(record)
-            done += 1
-            progress(Progress(done, total, frame=result.frame_idx, objects=len(record.objects)))
-            cancel.check()
+        done = _write(records, sinks, len(prepared.planned), progress, cancel)
         outputs = [path for sink in sinks for path in sink.outputs]
     names = {i: session.names.get(i, f"object_{i}") for i in session.obj_ids}
     return VideoSummary(done, len(prepared.source), {**prepared.names, **names}, outputs)
@@ -251,17 +246,31 @@ def export_records(
     `track_video`; frames without a record are written without masks. Returns the paths."""
     check_video_outputs(outputs)
     n = source.num_frames or 0
-    done = 0
     with open_sinks(outputs, source, range(n)) as sinks:
-        for record in records:
-            cancel.check()
-            for sink in sinks:
-                sink.write(record)
-            done += 1
-            progress(Progress(done, n, frame=record.frame_idx, objects=len(record.objects)))
-        cancel.check()
+        _write(records, sinks, n, progress, cancel)
         paths = [path for sink in sinks for path in sink.outputs]
     return paths
+
+
+def _write(
+    records: Iterable[FrameRecord],
+    sinks: list[FrameSink],
+    total: int,
+    progress: ProgressFn,
+    cancel: CancelToken,
+) -> int:
+    """Every record into every sink, progress after each frame and a cancel check before and
+    after it (the sinks' owner aborts them on the way out); returns the frames written."""
+    done = 0
+    cancel.check()
+    for record in records:
+        cancel.check()
+        for sink in sinks:
+            sink.write(record)
+        done += 1
+        progress(Progress(done, total, frame=record.frame_idx, objects=len(record.objects)))
+        cancel.check()
+    return done
 
 
 __all__ = [
