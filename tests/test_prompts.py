@@ -166,11 +166,25 @@ def test_bad_points_quote_text(text: str, quoted: str) -> None:
     assert quoted in str(info.value) and "--point" in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "30,20,10,40", "10,40,30,40", "-1,0,5,5"])
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d"])
 def test_bad_boxes_quote_text(text: str) -> None:
+    """Malformed text; the numbers of a well-formed box are the prompt rules' (below)."""
     with pytest.raises(InvalidPromptError) as info:
         parse_box(text)
     assert f'"{text}"' in str(info.value) and "--box" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [([30, 20, 10, 40], "needs x2 > x1"), ([10, 40, 30, 40], "needs x2 > x1"),
+     ([-1, 0, 5, 5], "pixel coordinates must be >= 0")],
+)  # fmt: skip
+def test_bad_box_numbers_name_the_field(box: list[float], message: str) -> None:
+    with pytest.raises(InvalidPromptError, match=rf"--box\[0\]: {message}") as info:
+        ObjectPrompt(
+            frame=0, obj_id=1, name="", box=box, where="--box[0]", fields={"box": "--box[0]"}
+        )
+    assert info.value.field == "--box[0]"
 
 
 # -- ObjectPrompt and bounds ---------------------------------------------------------------------

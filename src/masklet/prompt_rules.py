@@ -78,11 +78,12 @@ def check_box(box: np.ndarray, field: str) -> np.ndarray:
         raise _error(field, f"expected [x1, y1, x2, y2], got shape {array.shape}")
     check_finite(array, field)
     x1, y1, x2, y2 = array.tolist()
+    shown = ", ".join(f"{v:g}" for v in (x1, y1, x2, y2))
     if min(x1, y1) < 0:
-        raise _error(field, f"pixel coordinates must be >= 0, got {array.tolist()}")
+        raise _error(field, f"pixel coordinates must be >= 0, got [{shown}]")
     if not (x2 > x1 and y2 > y1):
         raise _error(
-            field, f"needs x2 > x1 and y2 > y1 (top-left, then bottom-right), got {array.tolist()}"
+            field, f"needs x2 > x1 and y2 > y1 (top-left, then bottom-right), got [{shown}]"
         )
     return array.astype(np.float32)
 

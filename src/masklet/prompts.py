@@ -301,12 +301,11 @@ def _numbers(text: str, flag: str, expected: str) -> list[float]:
 
 
 def parse_point(text: str) -> tuple[float, float, int]:
-    """`"X,Y"` or `"X,Y,LABEL"` (LABEL 1 include, default, or 0 exclude) -> (x, y, label)."""
+    """`"X,Y"` or `"X,Y,LABEL"` (LABEL 1 include, default, or 0 exclude) -> (x, y, label).
+    The coordinates are checked with the prompt they become (`masklet.prompt_rules`)."""
     values = _numbers(text, "--point", 'X,Y" or "X,Y,LABEL')
     if len(values) not in (2, 3):
         raise InvalidPromptError(f'--point expects "X,Y" or "X,Y,LABEL", got "{text}"')
-    if values[0] < 0 or values[1] < 0:
-        raise InvalidPromptError(f'--point coordinates must be >= 0 pixels, got "{text}"')
     label = INCLUDE if len(values) == 2 else values[2]
     if label not in (INCLUDE, EXCLUDE):
         raise InvalidPromptError(
@@ -321,13 +320,7 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     values = _numbers(text, "--box", "X1,Y1,X2,Y2")
     if len(values) != 4:
         raise InvalidPromptError(f'--box expects 4 numbers "X1,Y1,X2,Y2", got "{text}"')
-    x1, y1, x2, y2 = values
-    if x2 <= x1 or y2 <= y1:
-        raise InvalidPromptError(
-            f'--box needs X2 > X1 and Y2 > Y1 (top-left then bottom-right corner), got "{text}"'
-        )
-    if x1 < 0 or y1 < 0:
-        raise InvalidPromptError(f'--box coordinates must be >= 0 pixels, got "{text}"')
+    x1, y1, x2, y2 = values  # the numbers are checked with the prompt (masklet.prompt_rules)
     return x1, y1, x2, y2
 
 

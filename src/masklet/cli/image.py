@@ -78,14 +78,18 @@ def flag_prompts(
             "labels": [p[2] for p in parsed_points],
             "point_names": tuple(f"--point[{k}]" for k in range(len(parsed_points))),
         }
-    first = {**clicks, "mask": mask, "fields": {"mask": mask_name}} if mask is not None else clicks
+    first = {**clicks, "mask": mask} if mask is not None else clicks
+    mask_field = {"mask": mask_name} if mask is not None else {}
     prompts = [
         ObjectPrompt(frame=0, obj_id=k + 1, name="", box=np.asarray(parse_box(b)), where=f"--box[{k}]",
+                     fields={"box": f"--box[{k}]", **(mask_field if k == 0 else {})},
                      **(first if k == 0 else {}))  # type: ignore[arg-type]
         for k, b in enumerate(boxes)
     ]  # fmt: skip
     if not boxes and first:
-        prompts.append(ObjectPrompt(frame=0, obj_id=1, name="", where="--point", **first))  # type: ignore[arg-type]
+        prompts.append(
+            ObjectPrompt(frame=0, obj_id=1, name="", where="--point", fields=mask_field, **first)  # type: ignore[arg-type]
+        )
     return prompts
 
 
