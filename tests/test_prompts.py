@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from masklet.errors import InvalidPromptError
+from masklet.prompt_file import load_prompt_file
 from masklet.prompts import (
     ObjectPrompt,
-    load_prompt_file,
     parse_box,
     parse_click_strings,
     parse_point,
@@ -166,11 +166,25 @@ def test_bad_points_quote_text(text: str, quoted: str) -> None:
     assert quoted in str(info.value) and "--point" in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "30,20,10,40", "10,40,30,40", "-1,0,5,5"])
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d"])
 def test_bad_boxes_quote_text(text: str) -> None:
+    """Malformed text; the numbers of a well-formed box are the prompt rules' (below)."""
     with pytest.raises(InvalidPromptError) as info:
         parse_box(text)
     assert f'"{text}"' in str(info.value) and "--box" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [([30, 20, 10, 40], "needs x2 > x1"), ([10, 40, 30, 40], "needs x2 > x1"),
+     ([-1, 0, 5, 5], "pixel coordinates must be >= 0")],
+)  # fmt: skip
+def test_bad_box_numbers_name_the_field(box: list[float], message: str) -> None:
+    with pytest.raises(InvalidPromptError, match=rf"--box\[0\]: {message}") as info:
+        ObjectPrompt(
+            frame=0, obj_id=1, name="", box=box, where="--box[0]", fields={"box": "--box[0]"}
+        )
+    assert info.value.field == "--box[0]"
 
 
 # -- ObjectPrompt and bounds ---------------------------------------------------------------------
@@ -181,7 +195,9 @@ def test_object_prompt_normalises_and_validates() -> None:
     assert prompt.labels.tolist() == [1, 1] and prompt.box.dtype == np.float32
     with pytest.raises(InvalidPromptError, match="at least one of"):
         ObjectPrompt(frame=0, obj_id=1, name="a")
-    with pytest.raises(InvalidPromptError, match="labels must be 0 or 1"):
+    with pytest.raises(
+        InvalidPromptError, match=r"a label is 1 \(include\) or 0 \(exclude\), got 3"
+    ):
         ObjectPrompt(frame=0, obj_id=1, name="a", points=[[1, 2]], labels=[3])
     with pytest.raises(InvalidPromptError, match="x2 > x1"):
         ObjectPrompt(frame=0, obj_id=1, name="a", box=[5, 0, 5, 5])
@@ -193,7 +209,9 @@ def test_validate_in_bounds() -> None:
     )
     validate_in_bounds(inside, 640, 480)
     outside = ObjectPrompt(frame=3, obj_id=1, name="dog", points=[[10, 10], [700, 20]])
-    with pytest.raises(InvalidPromptError, match=r"point 1 \(700, 20\) is outside the 640x480"):
+    with pytest.raises(
+        InvalidPromptError, match=r"points\[1\]: \(700, 20\) is outside the 640x480"
+    ):
         validate_in_bounds(outside, 640, 480)
     box = ObjectPrompt(frame=0, obj_id=1, name="dog", box=[10, 10, 100, 500])
     with pytest.raises(InvalidPromptError, match=r"box \(10, 10, 100, 500\) is outside"):
@@ -242,23 +260,26 @@ def test_prompt_file_happy_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
-        ([{"object": 1, "point": [[1, 2]]}], 'entry 0: unknown field "point"'),
-        ([{"frame": 0, "points": [[1, 2]]}], 'entry 0: missing "object"'),
+        ([{"object": 1, "point": [[1, 2]]}], 'prompts[0]: unknown field "point"'),
+        ([{"frame": 0, "points": [[1, 2]]}], 'prompts[0]: missing "object"'),
         ([{"object": 1, "box": [1, 2]}, {"object": 2, "frame": -1, "box": [0, 0, 1, 1]}], None),
-        ([{"object": 1, "points": [[1, 2]]}, {"object": 1, "frame": -1}], 'entry 1 "frame"'),
-        ([{"object": 1, "points": [[1, "a"]]}], 'entry 0 "points"'),
-        ([{"object": 1, "points": [[1, 2]], "labels": [1, 0]}], 'entry 0 "labels": 2 labels'),
-        ([{"object": 1, "points": [[1, 2]], "labels": [2]}], 'entry 0 "labels"'),
-        ([{"object": 1, "labels": [1]}], 'entry 0 "labels": given without "points"'),
-        ([{"object": 1, "box": [5, 5, 1, 1]}], 'entry 0 "box": needs x2 > x1'),
-        ([{"object": 1}], "entry 0: give at least one of"),
-        ([{"object": True, "box": [0, 0, 1, 1]}], 'entry 0 "object"'),
-        ([{"object": 1, "mask": "missing.png"}], 'entry 0 "mask": cannot read'),
+        ([{"object": 1, "points": [[1, 2]]}, {"object": 1, "frame": -1}], "prompts[1].frame"),
+        ([{"object": 1, "points": [[1, "a"]]}], "prompts[0].points"),
+        (
+            [{"object": 1, "points": [[1, 2]], "labels": [1, 0]}],
+            "prompts[0].labels: 1 points need 1 labels",
+        ),
+        ([{"object": 1, "points": [[1, 2]], "labels": [2]}], "prompts[0].labels[0]"),
+        ([{"object": 1, "labels": [1]}], "prompts[0].labels: labels were given without points"),
+        ([{"object": 1, "box": [5, 5, 1, 1]}], "prompts[0].box: needs x2 > x1"),
+        ([{"object": 1}], "prompts[0]: give at least one of"),
+        ([{"object": True, "box": [0, 0, 1, 1]}], "prompts[0].object"),
+        ([{"object": 1, "mask": "missing.png"}], "prompts[0].mask: cannot read"),
         (
             [{"object": "a", "box": [0, 0, 1, 1]}, {"object": "a", "box": [0, 0, 2, 2]}],
-            "entry 1 \"box\": object 'a' already has a box",
+            "prompts[1].box: object 'a' already has a box",
         ),
-        ([1, 2], "entry 0: expected an object"),
+        ([1, 2], "prompts[0]: expected an object"),
         ([], "non-empty JSON list"),
     ],
 )
@@ -268,7 +289,7 @@ def test_prompt_file_errors_name_entry_and_field(
     path = write_json(tmp_path / "p.json", entries)
     with pytest.raises(InvalidPromptError) as info:
         load_prompt_file(path)
-    assert (message or 'entry 0 "box"') in str(info.value)
+    assert (message or "prompts[0].box") in str(info.value)
 
 
 def test_prompt_file_unreadable(tmp_path: Path) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 
 class MaskletError(Exception):
-    """Base class of every error masklet raises on purpose."""
+    """Base class of every error masklet raises on purpose.
+
+    field: the input field the error is about, as the user wrote it (`prompts[2].points[0]`,
+    `--point 1`, `input.click_frames`); the server returns it in its error body.
+    """
+
+    def __init__(self, *args: object, field: str | None = None) -> None:
+        super().__init__(*args)
+        self.field = field
 
 
 class InvalidInputError(MaskletError, ValueError):

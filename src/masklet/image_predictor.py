@@ -18,8 +18,8 @@ from torch import Tensor
 from masklet.errors import InvalidInputError, InvalidPromptError
 from masklet.modeling.sam2 import SAM2Model
 from masklet.postprocess import postprocess_masks
+from masklet.prompt_rules import check_label_values, check_model_points
 from masklet.transforms import (
-    check_points_inside,
     image_to_tensor,
     images_to_batch,
     transform_boxes,
@@ -308,16 +308,13 @@ def _image_hw(image: np.ndarray | Image.Image) -> tuple[int, int]:
 
 
 def _check_labels(labels: Tensor) -> None:
-    bad = labels[(labels != 0) & (labels != 1) & (labels != -1)]
-    if bad.numel():
-        raise InvalidPromptError(
-            f"point labels must be 1 (include) or 0 (exclude), got {bad.unique().tolist()}"
-        )
+    # -1 marks padding points in a batched [B, N] input, as in the reference
+    check_label_values(labels.cpu().numpy(), allow_padding=True)
 
 
 def _check_inside(points: Tensor, hw: tuple[int, int], normalize: bool, what: str) -> None:
     """Points [..., 2] must lie on the image: [0, W] x [0, H] pixels, or [0, 1] relative."""
-    check_points_inside(points, hw[1], hw[0], normalize, what=what)
+    check_model_points(points.cpu().numpy(), hw[1], hw[0], normalize, what=what)
 
 
 def _squeeze_numpy(out: Prediction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

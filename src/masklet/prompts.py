@@ -19,19 +19,25 @@ Click strings follow the Replicate `meta/sam-2-video` inputs:
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from masklet.errors import InvalidPromptError
+from masklet.prompt_rules import (
+    EXCLUDE,
+    INCLUDE,
+    check_box,
+    check_box_inside,
+    check_inside,
+    check_labels,
+    check_mask_size,
+    check_points,
+)
 
-INCLUDE, EXCLUDE = 1, 0  # point labels: part of the object / not part of it
 AUTO_NAME = "object_{}"  # names for clicks without one, numbered by click position
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _PAIR = re.compile(rf"({_NUMBER}),({_NUMBER})")
@@ -45,7 +51,12 @@ class ObjectPrompt:
 
     points: `[N, 2]` float32 pixel (x, y); labels: `[N]` int32, 1 include / 0 exclude (all 1 if
     omitted); box: `[4]` float32 pixel (x1, y1, x2, y2); mask: `[H, W]` bool. Lists are
-    accepted and converted.
+    accepted and converted, and checked with `masklet.prompt_rules` (finite, >= 0, labels 0/1,
+    ordered box corners).
+
+    where: the field this prompt came from, for error messages (`prompts[2]`, `--box 1`);
+    point_names: the field of each point when they came from separate fields (click strings);
+    fields: the field of "frame", "box", "mask" or "labels" when not `{where}.<part>`.
     """
 
     frame: int
@@ -55,44 +66,91 @@ class ObjectPrompt:
     labels: np.ndarray | None = None
     box: np.ndarray | None = None
     mask: np.ndarray | None = None
+    where: str | None = None
+    point_names: tuple[str, ...] | None = None
+    fields: Mapping[str, str] | None = None
+
+    @property
+    def field(self) -> str:
+        """The field name errors about this prompt use ("" when the prompt is the whole
+        request body: its parts are then named alone, `points[0]`)."""
+        if self.where is not None:
+            return self.where
+        return f"object {self.name!r} on frame {self.frame}"
+
+    def part_field(self, part: str) -> str:
+        """The field of `part` ("frame", "box", "mask", "labels"): `{where}.{part}` unless
+        the prompt came from separate fields (click strings, CLI flags)."""
+        return (self.fields or {}).get(part) or _join(self.field, part)
+
+    @property
+    def frame_field(self) -> str:
+        return self.part_field("frame")
+
+    def point_field(self, index: int) -> str:
+        if self.point_names is not None:
+            return self.point_names[index]
+        return _join(self.field, f"points[{index}]")
 
     def __post_init__(self) -> None:
-        what = f"prompt for {self.name!r} on frame {self.frame}"
+        what = self.field
+        if isinstance(self.frame, bool) or not isinstance(self.frame, (int, np.integer)):
+            raise InvalidPromptError(
+                f"{self.part_field('frame')}: expected a whole frame number, got {self.frame!r}",
+                field=self.part_field("frame"),
+            )
         if self.frame < 0:
-            raise InvalidPromptError(f"{what}: frame must be >= 0, got {self.frame}")
-        if self.points is None and self.box is None and self.mask is None:
-            raise InvalidPromptError(f"{what}: give at least one of points, box or mask")
+            raise InvalidPromptError(
+                f"{self.part_field('frame')}: frame must be >= 0, got {self.frame}",
+                field=self.part_field("frame"),
+            )
         if self.points is None and self.labels is not None:
-            raise InvalidPromptError(f"{what}: labels were given without points")
+            raise InvalidPromptError(
+                f"{self.part_field('labels')}: labels were given without points",
+                field=self.part_field("labels"),
+            )
+        if self.points is None and self.box is None and self.mask is None:
+            raise InvalidPromptError(
+                f"{what or 'prompt'}: give at least one of points, box or mask", field=what or None
+            )
         if self.points is not None:
-            points = np.asarray(self.points, dtype=np.float32)
-            if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
-                raise InvalidPromptError(f"{what}: points must be [N, 2], got {points.shape}")
+            points = check_points(
+                _array(self.points, _join(what, "points")), _join(what, "points"), self.point_names
+            )
             labels = np.full(len(points), INCLUDE, np.int32)
             if self.labels is not None:
-                labels = np.asarray(self.labels).astype(np.int32)
-                if labels.shape != (len(points),):
-                    raise InvalidPromptError(
-                        f"{what}: {len(points)} points need {len(points)} labels, "
-                        f"got shape {labels.shape}"
-                    )
-                if not np.isin(labels, (INCLUDE, EXCLUDE)).all():
-                    raise InvalidPromptError(f"{what}: labels must be 0 or 1, got {labels}")
+                given = _array(self.labels, self.part_field("labels"))
+                check_labels(given, len(points), self.part_field("labels"))
+                labels = given.astype(np.int32)
             object.__setattr__(self, "points", points)
             object.__setattr__(self, "labels", labels)
         if self.box is not None:
-            box = np.asarray(self.box, dtype=np.float32)
-            if box.shape != (4,) or not (box[2] > box[0] and box[3] > box[1]):
-                raise InvalidPromptError(
-                    f"{what}: box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1, "
-                    f"got {box.tolist()}"
-                )
-            object.__setattr__(self, "box", box)
+            object.__setattr__(
+                self,
+                "box",
+                check_box(_array(self.box, self.part_field("box")), self.part_field("box")),
+            )
         if self.mask is not None:
             mask = np.asarray(self.mask)
-            if mask.ndim != 2:
-                raise InvalidPromptError(f"{what}: mask must be [H, W], got {mask.shape}")
+            if mask.ndim != 2 or mask.size == 0:
+                raise InvalidPromptError(
+                    f"{self.part_field('mask')}: a mask must be [H, W], got shape {mask.shape}",
+                    field=self.part_field("mask"),
+                )
             object.__setattr__(self, "mask", mask.astype(bool))
+
+
+def _join(prefix: str, part: str) -> str:
+    return f"{prefix}.{part}" if prefix else part
+
+
+def _array(value: Any, field: str) -> np.ndarray:
+    """A list / array of numbers as a numpy array, or an error naming the field."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidPromptError(f"{field}: expected numbers, got {value!r}", field=field) from None
+    return array
 
 
 @dataclass(frozen=True)
@@ -223,6 +281,9 @@ def parse_click_strings(
             name=id_to_name[obj_id],
             points=np.array([clicks[k] for k in positions], np.float32),  # [N, 2]
             labels=np.array([label_values[k] for k in positions], np.int32),  # [N]
+            where=f"click_coordinates[{positions[0]}]",
+            point_names=tuple(f"click_coordinates[{k}]" for k in positions),
+            fields={"frame": f"click_frames[{positions[0]}]", "labels": "click_labels"},
         )
         for (obj_id, frame), positions in grouped.items()
     ]
@@ -240,12 +301,11 @@ def _numbers(text: str, flag: str, expected: str) -> list[float]:
 
 
 def parse_point(text: str) -> tuple[float, float, int]:
-    """`"X,Y"` or `"X,Y,LABEL"` (LABEL 1 include, default, or 0 exclude) -> (x, y, label)."""
+    """`"X,Y"` or `"X,Y,LABEL"` (LABEL 1 include, default, or 0 exclude) -> (x, y, label).
+    The coordinates are checked with the prompt they become (`masklet.prompt_rules`)."""
     values = _numbers(text, "--point", 'X,Y" or "X,Y,LABEL')
     if len(values) not in (2, 3):
         raise InvalidPromptError(f'--point expects "X,Y" or "X,Y,LABEL", got "{text}"')
-    if values[0] < 0 or values[1] < 0:
-        raise InvalidPromptError(f'--point coordinates must be >= 0 pixels, got "{text}"')
     label = INCLUDE if len(values) == 2 else values[2]
     if label not in (INCLUDE, EXCLUDE):
         raise InvalidPromptError(
@@ -260,178 +320,57 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     values = _numbers(text, "--box", "X1,Y1,X2,Y2")
     if len(values) != 4:
         raise InvalidPromptError(f'--box expects 4 numbers "X1,Y1,X2,Y2", got "{text}"')
-    x1, y1, x2, y2 = values
-    if x2 <= x1 or y2 <= y1:
-        raise InvalidPromptError(
-            f'--box needs X2 > X1 and Y2 > Y1 (top-left then bottom-right corner), got "{text}"'
-        )
-    if x1 < 0 or y1 < 0:
-        raise InvalidPromptError(f'--box coordinates must be >= 0 pixels, got "{text}"')
+    x1, y1, x2, y2 = values  # the numbers are checked with the prompt (masklet.prompt_rules)
     return x1, y1, x2, y2
 
 
-# -- JSON prompt files ---------------------------------------------------------------------------
+# -- merging and bounds ---------------------------------------------------------------------------
 
 
-def _read_mask(base: Path, value: Any, where: str) -> np.ndarray:
-    if not isinstance(value, str) or not value:
-        raise InvalidPromptError(f'{where} "mask": expected a PNG path, got {value!r}')
-    path = base / value
-    try:
-        with Image.open(path) as image:
-            array: np.ndarray = np.asarray(image)
-    except (OSError, ValueError) as error:
-        raise InvalidPromptError(f'{where} "mask": cannot read {str(path)!r}: {error}') from error
-    if array.ndim == 3:  # colour masks: any non-black pixel is foreground; alpha is ignored
-        array = np.asarray(array[..., :3].any(axis=-1) if array.shape[-1] >= 3 else array[..., 0])
-    return array != 0  # [H, W]
-
-
-def _entry_to_prompt(entry: Any, where: str, base: Path) -> tuple[Any, dict[str, Any]]:
-    """Validate one JSON entry; returns its object key and the ObjectPrompt fields."""
-    if not isinstance(entry, dict):
-        raise InvalidPromptError(f"{where}: expected an object {{...}}, got {entry!r}")
-    unknown = sorted(set(entry) - set(PROMPT_FILE_FIELDS))
-    if unknown:
-        raise InvalidPromptError(
-            f'{where}: unknown field "{unknown[0]}"; expected {", ".join(PROMPT_FILE_FIELDS)}'
-        )
-    frame = entry.get("frame", 0)
-    if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
-        raise InvalidPromptError(f'{where} "frame": expected an integer >= 0, got {frame!r}')
-    if "object" not in entry:
-        raise InvalidPromptError(f'{where}: missing "object" (an integer id or a name)')
-    key = entry["object"]
-    valid_int = isinstance(key, int) and not isinstance(key, bool) and key >= 0
-    if not valid_int and not (isinstance(key, str) and key.strip()):
-        raise InvalidPromptError(
-            f'{where} "object": expected an integer id >= 0 or a name, got {key!r}'
-        )
-    fields: dict[str, Any] = {"frame": frame}
-    if "points" in entry:
-        points = entry["points"]
-        if (
-            not isinstance(points, list)
-            or not points
-            or not all(_is_pair(point) for point in points)
-        ):
-            raise InvalidPromptError(
-                f'{where} "points": expected a list of [x, y] pairs, got {points!r}'
-            )
-        fields["points"] = points
-        if "labels" in entry:
-            labels = entry["labels"]
-            if not isinstance(labels, list) or any(lab not in (0, 1) for lab in labels):
+def merge_prompts(prompts: Sequence[ObjectPrompt]) -> list[ObjectPrompt]:
+    """One prompt per (object, frame), in order of first appearance: clicks add up (each keeps
+    its field name); a second box or mask for the same object and frame is an error."""
+    merged: dict[tuple[int, int], ObjectPrompt] = {}
+    for p in prompts:
+        key = (p.obj_id, p.frame)
+        if key not in merged:
+            merged[key] = p
+            continue
+        first = merged[key]
+        for name in ("box", "mask"):
+            if getattr(first, name) is not None and getattr(p, name) is not None:
                 raise InvalidPromptError(
-                    f'{where} "labels": expected a list of 0/1, got {labels!r}'
+                    f"{p.field}.{name}: object {p.name!r} already has a {name} on frame "
+                    f"{p.frame} ({first.field}); give one {name} per object and frame",
+                    field=f"{p.field}.{name}",
                 )
-            if len(labels) != len(points):
-                raise InvalidPromptError(
-                    f'{where} "labels": {len(labels)} labels for {len(points)} points'
-                )
-            fields["labels"] = labels
-    elif "labels" in entry:
-        raise InvalidPromptError(f'{where} "labels": given without "points"')
-    if "box" in entry:
-        box = entry["box"]
-        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
-            raise InvalidPromptError(f'{where} "box": expected [x1, y1, x2, y2], got {box!r}')
-        if box[2] <= box[0] or box[3] <= box[1]:
-            raise InvalidPromptError(f'{where} "box": needs x2 > x1 and y2 > y1, got {box!r}')
-        fields["box"] = box
-    if "mask" in entry:
-        fields["mask"] = _read_mask(base, entry["mask"], where)
-    if not {"points", "box", "mask"} & set(fields):
-        raise InvalidPromptError(f'{where}: give at least one of "points", "box" or "mask"')
-    return key, fields
+        points, labels, point_names = first.points, first.labels, None
+        if p.points is not None:
+            count = 0 if first.points is None else len(first.points)
+            names = [first.point_field(j) for j in range(count)]
+            names += [p.point_field(j) for j in range(len(p.points))]
+            points = p.points if points is None else np.concatenate([points, p.points])
+            labels = p.labels if labels is None else np.concatenate([labels, p.labels])  # type: ignore[list-item]
+            point_names = tuple(names)
+        merged[key] = ObjectPrompt(
+            frame=p.frame, obj_id=p.obj_id, name=first.name, points=points, labels=labels,
+            box=first.box if first.box is not None else p.box,
+            mask=first.mask if first.mask is not None else p.mask,
+            where=first.where, point_names=point_names or first.point_names,
+            fields=first.fields,
+        )  # fmt: skip
+    return list(merged.values())
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_pair(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
-
-
-def load_prompt_file(path: str | Path) -> ParsedPrompts:
-    """Read a JSON list of `{"frame", "object", "points", "labels", "box", "mask"}` entries.
-
-    `object` is an integer id (kept) or a name (given the smallest unused id from 1, by first
-    appearance); `mask` is an image path relative to the JSON file, nonzero = foreground.
-    Entries for the same object and frame are merged (one box and one mask at most).
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InvalidPromptError(f"cannot read prompt file {str(path)!r}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise InvalidPromptError(f"prompt file {str(path)!r} is not valid JSON: {error}") from error
-    if not isinstance(data, list) or not data:
-        raise InvalidPromptError(
-            f"prompt file {str(path)!r}: expected a non-empty JSON list of prompt entries"
-        )
-    parsed = [
-        _entry_to_prompt(entry, f"{path.name} entry {index}", path.parent)
-        for index, entry in enumerate(data)
-    ]
-    # Integer ids are the user's own; names fill the smallest ids still free, in order.
-    taken = {key for key, _ in parsed if isinstance(key, int)}
-    ids: dict[Any, int] = {}
-    for key, _ in parsed:
-        if key not in ids:
-            ids[key] = key if isinstance(key, int) else min(set(range(1, len(taken) + 2)) - taken)
-            taken.add(ids[key])
-    names = {
-        obj_id: key if isinstance(key, str) else AUTO_NAME.format(key)
-        for key, obj_id in ids.items()
-    }
-
-    merged: dict[tuple[int, int], dict[str, Any]] = {}
-    for index, (key, fields) in enumerate(parsed):
-        target = merged.setdefault((ids[key], fields["frame"]), {"frame": fields["frame"]})
-        for field in ("box", "mask"):
-            if field in fields and field in target:
-                raise InvalidPromptError(
-                    f'{path.name} entry {index} "{field}": object {key!r} already has a {field} '
-                    f"on frame {fields['frame']}; give one {field} per object and frame"
-                )
-            if field in fields:
-                target[field] = fields[field]
-        if "points" in fields:
-            target.setdefault("points", []).extend(fields["points"])
-            labels = fields.get("labels", [INCLUDE] * len(fields["points"]))
-            target.setdefault("labels", []).extend(labels)
-    prompts = [
-        ObjectPrompt(obj_id=obj_id, name=names[obj_id], **fields)
-        for (obj_id, _), fields in merged.items()
-    ]
-    return ParsedPrompts(prompts=prompts, names=names)
-
-
-# -- bounds --------------------------------------------------------------------------------------
-
-
-def validate_in_bounds(prompt: ObjectPrompt, width: int, height: int) -> None:
-    """Raise if a point or box lies outside the `width` x `height` frame or the mask differs."""
-    frame = f"the {width}x{height} frame"
-    where = f"object {prompt.name!r} on frame {prompt.frame}"
+def validate_in_bounds(
+    prompt: ObjectPrompt, width: int, height: int, surface: str = "frame"
+) -> None:
+    """Raise if a point or box lies outside the `width` x `height` surface or the mask's size
+    differs (the rules of `masklet.prompt_rules`, fields named after the prompt's `where`)."""
     if prompt.points is not None:
-        for index, (x, y) in enumerate(prompt.points.tolist()):
-            if not (0 <= x <= width and 0 <= y <= height):
-                raise InvalidPromptError(
-                    f"{where}: point {index} ({x:g}, {y:g}) is outside {frame} "
-                    f"(x must be in 0..{width}, y in 0..{height})"
-                )
+        for j, xy in enumerate(prompt.points):
+            check_inside(xy, width, height, prompt.point_field(j), surface)
     if prompt.box is not None:
-        x1, y1, x2, y2 = prompt.box.tolist()
-        if not (0 <= x1 and 0 <= y1 and x2 <= width and y2 <= height):
-            raise InvalidPromptError(
-                f"{where}: box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is outside {frame}"
-            )
-    if prompt.mask is not None and prompt.mask.shape != (height, width):
-        raise InvalidPromptError(
-            f"{where}: mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]}, expected {frame}'s "
-            "size; resize it to the video's resolution"
-        )
+        check_box_inside(prompt.box, width, height, prompt.part_field("box"), surface)
+    if prompt.mask is not None:
+        check_mask_size(prompt.mask, width, height, prompt.part_field("mask"))

@@ -166,19 +166,3 @@ def upscale_masks(masks: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor
             f"expected mask logits of shape [B, M, h, w], got shape {tuple(masks.shape)}"
         )
     return F.interpolate(masks.float(), size=tuple(orig_hw), mode="bilinear", align_corners=False)
-
-
-def check_points_inside(
-    points: torch.Tensor, width: int, height: int, normalize: bool,
-    what: str = "point", surface: str = "image",
-) -> None:  # fmt: skip
-    """Points [..., 2] (x, y) must lie on the `surface`: [0, W] x [0, H] pixels, or [0, 1]
-    when the coordinates are already relative (`normalize=False`)."""
-    limit = torch.tensor([width, height], dtype=torch.float32) if normalize else torch.ones(2)
-    outside = ((points < 0) | (points > limit)).any(dim=-1)
-    if bool(outside.any()):
-        x, y = points[outside][0].tolist()
-        where = (
-            f"{width}x{height} {surface}" if normalize else "[0, 1] range (normalize_coords=False)"
-        )
-        raise InvalidPromptError(f"{what} ({x:g}, {y:g}) lies outside the {where}")

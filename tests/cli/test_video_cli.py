@@ -18,9 +18,10 @@ from masklet.cli.main import main
 from masklet.io.masks import decode_rle, id_mask, read_palette_png
 from masklet.io.sinks import CocoJsonSink
 from masklet.modeling.sam2 import build_model
+from masklet.pipelines.video import apply_prompts, planned_frames
 from masklet.prompts import parse_click_strings
 from masklet.video.predictor import VideoPredictor
-from masklet.video.tracking import apply_prompts, track
+from masklet.video.tracking import track
 from tests.media import write_square_clip
 from tests.parity.reference import small_config
 
@@ -69,7 +70,7 @@ def api_masks(model, clip: Path, direction: str = "forward") -> dict[int, dict[i
     predictor = VideoPredictor(model)
     session = predictor.init_state(clip)
     parsed = parse_click_strings("[20,20],[48,30]", None, None, "dog,cat")
-    apply_prompts(predictor, session, parsed.prompts, parsed.names)
+    apply_prompts(predictor, session, parsed.prompts, dict(parsed.names))
     return {r.frame_idx: r.masks() for r in track(predictor, session, direction)}
 
 
@@ -135,7 +136,7 @@ def test_directions_cover_the_planned_frames(
     code, _, err = run(argv, capsys)
     assert code == 0, err
     start_frame = int(start) if start else 3
-    planned = video_cli.planned_frames(N, start_frame, int(max_frames) if max_frames else None, direction)  # fmt: skip
+    planned = planned_frames(N, start_frame, int(max_frames) if max_frames else None, direction)  # fmt: skip
     frames = [f["frame"] for f in json.loads(j.read_text())["frames"]]
     assert frames == list(planned) and len(planned) > 0
     assert sorted(p.name for p in m.iterdir()) == [f"{i:05d}.png" for i in planned]

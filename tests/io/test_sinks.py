@@ -16,9 +16,9 @@ import torch
 from masklet.errors import InvalidInputError
 from masklet.io.masks import decode_rle, read_palette_png
 from masklet.io.overlay import GREEN_SCREEN
+from masklet.io.records import FrameRecord, frame_record
 from masklet.io.sinks import CocoJsonSink, IdPngSink, OverlayVideoSink
 from masklet.video.frames import ArraySource, VideoFileSource
-from masklet.video.results import FrameResult
 
 W, H = 64, 48
 N = 8
@@ -38,15 +38,11 @@ def stripe_mask(frame_idx: int) -> np.ndarray:
     return mask
 
 
-def result(frame_idx: int, masks: dict[int, np.ndarray] | None = None) -> FrameResult:
-    """A FrameResult whose thresholded masks are exactly `masks` (default: one stripe)."""
+def result(frame_idx: int, masks: dict[int, np.ndarray] | None = None) -> FrameRecord:
+    """A frame's plain records whose masks are exactly `masks` (default: one stripe)."""
     masks = masks if masks is not None else {1: stripe_mask(frame_idx)}
-    ids = sorted(masks)
-    logits = torch.stack(
-        [torch.from_numpy(np.where(masks[i], LOGIT, -LOGIT)).float()[None] for i in ids]
-    )  # [N, 1, H, W]
-    scores = torch.tensor([[2.0 + i] for i in ids])  # [N, 1]
-    return FrameResult(frame_idx, ids, logits, scores, {i: f"thing{i}" for i in ids})
+    scores = {i: float(torch.sigmoid(torch.tensor(2.0 + i))) for i in masks}
+    return frame_record(frame_idx, (H, W), masks, scores, {i: f"thing{i}" for i in masks})
 
 
 def decode(path: Path) -> tuple[list[np.ndarray], Fraction, tuple[int, int], bool]:
@@ -240,7 +236,10 @@ def test_coco_json_round_trips_and_sorts_frames(tmp_path: Path) -> None:
     assert [f["frame"] for f in data["frames"]] == [0, 2, 3, 4]
     for frame in data["frames"]:
         one, two = frame["annotations"]
-        assert np.array_equal(decode_rle(one["segmentation"]), stripe_mask(frame["frame"]))
+        # one overlap policy in every output: the pixels both claim go to the higher score (2)
+        overlapping = frame["frame"] > 0  # frame 0's stripe ends before `a` starts
+        assert (stripe_mask(frame["frame"]) & a).any() == overlapping
+        assert np.array_equal(decode_rle(one["segmentation"]), stripe_mask(frame["frame"]) & ~a)
         assert np.array_equal(decode_rle(two["segmentation"]), a)
         assert two["bbox"] == [4.0, 3.0, 8.0, 6.0] and two["area"] == 48
         assert two["name"] == "thing2" and two["score"] == pytest.approx(1 / (1 + np.exp(-4)))

@@ -96,11 +96,12 @@ def test_segment_image_with_mask_prompt(client: TestClient, image_bytes: bytes) 
 def test_malformed_image_prompts_name_the_field(client: TestClient, image_bytes: bytes) -> None:
     cases = {
         "not json": "prompts",
-        json.dumps({"objects": [{"id": 1, "points": [[1, 2, 3]]}]}): "prompts.objects[0].points[0]",
-        json.dumps({"objects": [{"id": 1, "points": [[1, 2]], "labels": [1, 0]}]}): "prompts.objects[0]",
-        json.dumps({"objects": [{"id": 0, "box": [0, 0, 5, 5]}]}): "prompts.objects[0].id",
+        # objects[i] of the form is the request's prompts[i], as in the CLI and Python API
+        json.dumps({"objects": [{"id": 1, "points": [[1, 2, 3]]}]}): "prompts[0].points[0]",
+        json.dumps({"objects": [{"id": 1, "points": [[1, 2]], "labels": [1, 0]}]}): "prompts[0].labels",
+        json.dumps({"objects": [{"id": 0, "box": [0, 0, 5, 5]}]}): "prompts[0].id",
         json.dumps({"objects": []}): "prompts.objects",
-        json.dumps({"objects": [{"id": 1, "points": [[500, 5]]}]}): "prompts.objects[0].points[0]",
+        json.dumps({"objects": [{"id": 1, "points": [[500, 5]]}]}): "prompts[0].points[0]",
     }  # fmt: skip
     for prompts, field in cases.items():
         response = segment(client, image_bytes, prompts)
@@ -207,10 +208,10 @@ def test_session_errors(client: TestClient, video_bytes: bytes) -> None:
     cases = [
         ({"frame": 0, "object_id": 1}, "body"),
         ({"frame": 99, "object_id": 1, "points": [[1, 1]]}, "frame"),
-        ({"frame": 0, "object_id": 1, "points": [[1000, 1]]}, "points[0]"),
+        ({"frame": 0, "object_id": 1, "points": [[1000, 1]]}, "body.points[0]"),
         ({"frame": 0, "object_id": 1, "points": [[1, 1]], "labels": [2]}, "body.labels[0]"),
         ({"frame": -1, "object_id": 1, "points": [[1, 1]]}, "body.frame"),
-        ({"frame": 0, "object_id": 1, "box": [10, 10, 5, 5]}, "body"),
+        ({"frame": 0, "object_id": 1, "box": [10, 10, 5, 5]}, "body.box"),
     ]
     for body, field in cases:
         response = client.post(f"{base}/prompts", json=body)

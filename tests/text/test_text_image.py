@@ -69,11 +69,13 @@ def test_text_with_grounding_dino_end_to_end(
     assert seen[0].detector == "base" and seen[0].text == PROMPT
     records = json.loads(js.read_text())["annotations"]
     assert [r["id"] for r in records] == [1, 2, 3]
-    assert all(r["name"] in {"dog", "red car"} for r in records)
+    # one naming rule for every front end: the phrase is the label, names are {phrase}_{k}
+    assert all(r["label"] in {"dog", "red car"} for r in records)
+    assert all(r["name"].rsplit("_", 1)[0] == r["label"].replace(" ", "_") for r in records)
     assert all(0.0 <= r["detection_score"] <= 1.0 for r in records)
     for r in records:
         assert decode_rle(r["segmentation"]).shape == (H, W)
-        assert f"object {r['id']} ({r['name']}" in out
+        assert f"object {r['id']} ({r['label']}" in out
     assert set(np.unique(read_id_png(ids_png))) <= {0, 1, 2, 3}
     assert np.asarray(Image.open(overlay)).shape == (H, W, 3)
 
@@ -96,8 +98,9 @@ def test_text_objects_follow_click_and_box_objects(
     assert code == 0, err
     records = {r["id"]: r for r in json.loads(js.read_text())["annotations"]}
     assert {i: r["name"] for i, r in records.items()} == {
-        1: "object_1", 2: "object_2", 3: "dog", 4: "red car",
+        1: "object_1", 2: "object_2", 3: "dog_1", 4: "red_car_1",
     }  # fmt: skip
+    assert records[3]["label"] == "dog" and records[4]["label"] == "red car"
     assert records[3]["detection_score"] == pytest.approx(0.9)
     assert "detection_score" not in records[1]
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from masklet.io.records import frame_record
 from masklet.io.sinks import CocoJsonSink, OverlayVideoSink
 from masklet.video.frames import VideoFileSource
-from masklet.video.results import FrameResult
 from tests.video import clips
 from tests.video.clips import CLIPS, Presented, audio_onset, presented
 
@@ -130,14 +130,17 @@ def test_odd_sizes_are_padded_in_the_overlay_only(tmp_path: Path) -> None:
 
 
 def test_json_carries_each_frames_time(clip: Path, expected: Presented, tmp_path: Path) -> None:
+    """Records stamped with the source's times (as the video pipeline does) reach the JSON next
+    to their frame index, whatever order they arrive in."""
     out = tmp_path / "masks.json"
     with VideoFileSource(clip) as source:
         h, w = source.height, source.width
-        logits = torch.full((1, 1, h, w), -5.0)
-        logits[..., : h // 2, : w // 2] = 5.0  # a quarter of the frame: a non-empty mask
+        mask = np.zeros((h, w), bool)
+        mask[: h // 2, : w // 2] = True  # a quarter of the frame: a non-empty mask
         with CocoJsonSink(out, source, file_name=clip.name) as sink:
             for i in reversed(range(source.num_frames)):  # backward tracking order
-                sink.write(FrameResult(i, [1], logits, torch.ones(1, 1)))
+                time = source.frame_time(i)
+                sink.write(frame_record(i, (h, w), {1: mask}, {1: 0.9}, time=time))
     frames = json.loads(out.read_text())["frames"]
     assert [f["frame"] for f in frames] == list(range(len(expected.times)))
     assert frames[0]["annotations"][0]["area"] == (h // 2) * (w // 2)

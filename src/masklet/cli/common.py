@@ -25,3 +25,24 @@ def load_model_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-d
 
     source = args.checkpoint if args.checkpoint else (args.model or DEFAULT_MODEL)
     return load_model(source, device=args.device)
+
+
+VALUE_FLAGS = ("--point", "--box")  # flags whose value may start with "-" (a negative number)
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """`--point -5,20` as `--point=-5,20`: argparse takes a value starting with "-" for a flag,
+    so a negative coordinate would fail with "expected one argument" instead of reaching the
+    prompt check that says what is wrong with it."""
+    out: list[str] = []
+    k = 0
+    while k < len(argv):
+        arg = argv[k]
+        value = argv[k + 1] if k + 1 < len(argv) else ""
+        if arg in VALUE_FLAGS and value[:1] == "-" and value[1:2] in tuple("0123456789."):
+            out.append(f"{arg}={value}")
+            k += 2
+        else:
+            out.append(arg)
+            k += 1
+    return out

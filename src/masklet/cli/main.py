@@ -30,16 +30,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from masklet.cli.common import join_negative_values
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.run(args) or 0)
     except MaskletError as err:
-        print(f"masklet {args.command}: error: {err}", file=sys.stderr)
+        print(f"masklet {args.command}: error: {_in_flag_words(err, args)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"masklet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _in_flag_words(error: MaskletError, args: argparse.Namespace) -> str:
+    """The message, its leading request field (`start_frame`) named as the flag that set it
+    (`--start-frame`)."""
+    message, field = str(error), error.field
+    if field and field in vars(args) and message.startswith(field):
+        return "--" + field.replace("_", "-") + message[len(field) :]
+    return message
 
 
 if __name__ == "__main__":

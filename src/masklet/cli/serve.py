@@ -38,6 +38,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     limits.add_argument("--max-upload-mb", type=float, default=None, help="default 2048")
     limits.add_argument("--max-video-frames", type=int, default=None, help="default 20000")
     limits.add_argument("--max-sessions", type=int, default=None, help="default 16")
+    limits.add_argument("--max-objects", type=int, default=None,
+                        help="objects per request (default 256)")  # fmt: skip
+    limits.add_argument("--max-points", type=int, default=None,
+                        help="clicks per object and frame (default 512)")  # fmt: skip
+    limits.add_argument("--max-image-pixels", type=int, default=None,
+                        help="width x height of an image or frame (default 50000000)")  # fmt: skip
+    limits.add_argument("--max-frame-objects", type=int, default=None,
+                        help="frames x objects of one video job (default 1000000)")  # fmt: skip
     limits.add_argument("--session-ttl", type=float, default=None, metavar="SECONDS",
                         help="idle time before a session is deleted (default 3600)")  # fmt: skip
     limits.add_argument("--workers", type=int, default=None, help="model threads (default 1)")
@@ -55,6 +63,8 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         data_dir=args.data_dir, api_keys=tuple(args.api_key) if args.api_key else None,
         max_upload_mb=args.max_upload_mb, max_video_frames=args.max_video_frames,
         max_sessions=args.max_sessions, session_ttl_seconds=args.session_ttl,
+        max_objects=args.max_objects, max_points=args.max_points,
+        max_image_pixels=args.max_image_pixels, max_frame_objects=args.max_frame_objects,
         workers=args.workers, queue_size=args.queue_size,
     )  # fmt: skip
 

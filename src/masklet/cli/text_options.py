@@ -53,3 +53,16 @@ def load_detector_from_args(args: argparse.Namespace):  # type: ignore[no-untype
     from masklet.text.grounding_dino import GroundingDINODetector
 
     return GroundingDINODetector(args.detector, device=getattr(args, "device", None))
+
+
+def text_query(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The `--text` options as a pipeline `TextQuery` (None without `--text`)."""
+    from masklet.pipelines.requests import TextQuery
+
+    if args.text is None:
+        return None
+    return TextQuery(
+        text=args.text, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+        max_objects=args.max_objects, redetect_every=getattr(args, "redetect_every", None),
+        new_object_iou=getattr(args, "new_object_iou", DEFAULT_NEW_OBJECT_IOU),
+    )  # fmt: skip

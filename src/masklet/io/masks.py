@@ -6,6 +6,7 @@ Ids run from 1 to 65535 so that every map fits a 16-bit grayscale PNG.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -149,22 +150,35 @@ def read_id_png(path: str | os.PathLike[str]) -> np.ndarray:
     )
 
 
-def write_palette_png(path: str | os.PathLike[str], id_map: np.ndarray) -> None:
-    """Write an id map as a palette PNG with `DAVIS_PALETTE` (the DAVIS benchmark format).
-
-    Palette PNGs hold at most 256 indices: a map with an id above 255 is written as a 16-bit
-    grayscale PNG instead (same as `write_id_png`); `read_palette_png` reads both.
-    """
+def _palette_image(id_map: np.ndarray) -> Image.Image:
+    """An id map as a DAVIS palette image ("P"), or 16-bit grayscale past id 255."""
     array = _id_map_array(id_map)
     if array.max(initial=0) > _MAX_UINT8:
-        write_id_png(path, array)
-        return
+        return Image.fromarray(np.ascontiguousarray(array))
     image = Image.fromarray(np.ascontiguousarray(array.astype(np.uint8)))  # mode "L"
     # On an "L" image putpalette switches the mode to "P" and keeps the values as indices
     # (no colour quantisation), so pixel value = palette index = object id.
     image.putpalette(DAVIS_PALETTE.tobytes())
+    return image
+
+
+def write_palette_png(path: str | os.PathLike[str], id_map: np.ndarray) -> None:
+    """Write an id map as a palette PNG with `DAVIS_PALETTE` (the DAVIS benchmark format),
+    masklet's one id-PNG format for images and videos.
+
+    Palette PNGs hold at most 256 indices: a map with an id above 255 is written as a 16-bit
+    grayscale PNG instead (same as `write_id_png`); `read_palette_png` reads both.
+    """
+    image = _palette_image(id_map)
     with atomic_output(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def palette_png_bytes(id_map: np.ndarray) -> bytes:
+    """The bytes `write_palette_png` would write."""
+    buffer = io.BytesIO()
+    _palette_image(id_map).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def read_palette_png(path: str | os.PathLike[str]) -> np.ndarray:

@@ -143,6 +143,25 @@ def _draw_clicks(canvas: np.ndarray, points: Sequence[tuple[float, float, int]])
         window[dist2 <= radius**2] = color
 
 
+BOX_COLOR = (255, 255, 255)  # prompt boxes: a white frame with a dark border
+BOX_WIDTH = 2
+
+
+def _draw_box(canvas: np.ndarray, box: Sequence[float]) -> None:
+    """A prompt box x1, y1, x2, y2 (pixels) as a `BOX_WIDTH`-px frame, in place."""
+    h, w = canvas.shape[:2]
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
+    y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))
+    frame = np.zeros((h, w), dtype=bool)
+    frame[y1 : y2 + 1, x1 : x2 + 1] = True
+    inner = np.zeros_like(frame)
+    inner[y1 + BOX_WIDTH : y2 + 1 - BOX_WIDTH, x1 + BOX_WIDTH : x2 + 1 - BOX_WIDTH] = True
+    line = frame & ~inner
+    canvas[ndimage.binary_dilation(line) & ~line] = _DARK_HALO
+    canvas[line] = BOX_COLOR
+
+
 def draw_overlay(
     image: np.ndarray,
     masks: Mapping[int, np.ndarray],
@@ -196,12 +215,21 @@ def draw_overlay(
 
 
 def render_mask_type(
-    image: np.ndarray, masks: Mapping[int, np.ndarray], mask_type: str
+    image: np.ndarray,
+    masks: Mapping[int, np.ndarray],
+    mask_type: str = "highlighted",
+    *,
+    colors: Mapping[int, tuple[int, int, int]] | None = None,
+    alpha: float = 0.5,
+    points: Sequence[tuple[float, float, int]] | None = None,
+    boxes: Sequence[Sequence[float]] | None = None,
 ) -> np.ndarray:
-    """Render one frame the way Replicate's sam-2-video `mask_type` option does.
+    """Render one frame: the one overlay function of every output (images, videos, server).
 
+    `mask_type` is Replicate's sam-2-video option:
     - "binary": white foreground (all objects merged) on black.
-    - "highlighted": the original with coloured overlays (`draw_overlay` defaults).
+    - "highlighted": the original with coloured overlays (`draw_overlay`, with `colors`,
+      `alpha`, click `points` and prompt `boxes` drawn).
     - "greenscreen": foreground pixels kept, background pure green (0, 255, 0).
 
     Returns:
@@ -213,7 +241,10 @@ def render_mask_type(
         )
     base = _check_image(image)
     if mask_type == "highlighted":
-        return draw_overlay(base, masks)
+        out = draw_overlay(base, masks, alpha=alpha, colors=colors, points=points)
+        for box in boxes or ():
+            _draw_box(out, box)
+        return out
     checked = _check_masks(masks, base.shape[:2])
     foreground = np.zeros(base.shape[:2], dtype=bool)
     for mask in checked.values():

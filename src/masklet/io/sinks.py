@@ -1,4 +1,4 @@
-"""Per-frame output writers: they consume `FrameResult`s one by one as tracking produces them.
+"""Per-frame output writers: they consume `FrameRecord`s one by one as tracking produces them.
 
 Three sinks share one protocol (`write(result)`, `close()`, `abort()`, context manager):
 
@@ -36,20 +36,18 @@ from masklet.io.atomic import atomic_output
 from masklet.io.masks import (
     decode_rle,
     encode_rle,
-    id_mask,
     objects_to_coco,
     write_id_png,
     write_palette_png,
 )
 from masklet.io.overlay import MASK_TYPES, render_mask_type
+from masklet.io.records import FrameProvider, FrameRecord
 from masklet.io.video import SOURCE_TIME_BASE, VideoWriter, frame_rate
-from masklet.video.frames import FrameSource, VideoFileSource
-from masklet.video.results import FrameResult
 
 PNG_NAME = "{:05d}.png"  # DAVIS frame naming: 00000.png, 00001.png, ...
 
 
-def _check_interval(interval: int) -> int:
+def check_interval(interval: int) -> int:
     if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval < 1:
         raise InvalidInputError(
             f"output_frame_interval must be a whole number >= 1 (1 = every frame, 2 = every "
@@ -103,7 +101,7 @@ class FrameSink(abc.ABC):
     output_frame_interval: int = 1
 
     @abc.abstractmethod
-    def write(self, result: FrameResult) -> None:
+    def write(self, result: FrameRecord) -> None:
         """Take one frame's result (any frame order unless the sink says otherwise)."""
 
     @abc.abstractmethod
@@ -138,13 +136,19 @@ class FrameSink(abc.ABC):
             self.close()
 
 
-def _masks_to_bytes(result: FrameResult) -> bytes:
-    """A frame's masks as JSON `{id: RLE}` (what the overlay needs later, compressed)."""
-    return json.dumps({str(i): encode_rle(m) for i, m in result.masks().items()}).encode()
+def _masks_to_bytes(result: FrameRecord) -> bytes:
+    """A frame's masks and colours as JSON `{id: [RLE, colour]}` (what the overlay needs
+    later, compressed)."""
+    return json.dumps(
+        {str(o.obj_id): [encode_rle(o.mask), list(o.color)] for o in result.objects}
+    ).encode()
 
 
-def _masks_from_bytes(data: bytes) -> dict[int, np.ndarray]:
-    return {int(i): decode_rle(rle) for i, rle in json.loads(data).items()}
+def _masks_from_bytes(data: bytes) -> tuple[dict[int, np.ndarray], dict[int, tuple[int, int, int]]]:
+    items = json.loads(data).items()
+    masks = {int(i): decode_rle(rle) for i, (rle, _) in items}
+    colors = {int(i): (int(c[0]), int(c[1]), int(c[2])) for i, (_, c) in items}
+    return masks, colors
 
 
 class OverlayVideoSink(FrameSink):
@@ -168,12 +172,13 @@ class OverlayVideoSink(FrameSink):
     def __init__(
         self,
         path: str | os.PathLike[str],
-        source: FrameSource,
+        source: FrameProvider,
         mask_type: str = "highlighted",
         output_frame_interval: int = 1,
         audio_from: str | os.PathLike[str] | None = None,
         keep_audio: bool = True,
         tracked_frames: range | None = None,
+        alpha: float = 0.5,
     ) -> None:
         if mask_type not in MASK_TYPES:
             raise InvalidInputError(
@@ -187,13 +192,15 @@ class OverlayVideoSink(FrameSink):
         self.path = Path(path)
         self.source = source
         self.mask_type = mask_type
-        self.output_frame_interval = _check_interval(output_frame_interval)
+        self.alpha = alpha
+        self.output_frame_interval = check_interval(output_frame_interval)
         self.num_frames = source.num_frames
         self.tracked_frames = tracked_frames
         self.next_frame = 0  # every frame before this one is written (or skipped by interval)
         self.frames_written = 0
-        if audio_from is None and keep_audio and isinstance(source, VideoFileSource):
-            audio_from = source.path
+        if audio_from is None and keep_audio:
+            own = getattr(source, "path", None)  # a video file's own audio (not a folder's)
+            audio_from = own if own is not None and Path(own).is_file() else None
         fps: Fraction = frame_rate(source.fps) / self.output_frame_interval
         self._spool = _Spool(self.path.parent if self.path.parent.is_dir() else None)
         try:
@@ -212,7 +219,7 @@ class OverlayVideoSink(FrameSink):
     def outputs(self) -> list[Path]:
         return [self.path]
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, result: FrameRecord) -> None:
         i = result.frame_idx
         if not 0 <= i < self.num_frames:
             raise InvalidInputError(
@@ -227,7 +234,7 @@ class OverlayVideoSink(FrameSink):
                 "result per frame"
             )
         if i == self.next_frame:
-            self._render(i, result.masks())  # in order: straight through, nothing spooled
+            self._render(i, result.masks(), result.colors())  # in order: nothing spooled
             self.next_frame += 1
         else:
             self._spool.put(i, _masks_to_bytes(result))
@@ -240,17 +247,23 @@ class OverlayVideoSink(FrameSink):
             if not self.wants(i):
                 pass
             elif i in self._spool:
-                self._render(i, _masks_from_bytes(self._spool.pop(i)))
+                self._render(i, *_masks_from_bytes(self._spool.pop(i)))
             elif final or (self.tracked_frames is not None and i not in self.tracked_frames):
-                self._render(i, {})
+                self._render(i, {}, {})
             else:
                 return  # its result is still to come
             self.next_frame += 1
 
-    def _render(self, frame_idx: int, masks: dict[int, np.ndarray]) -> None:
+    def _render(
+        self,
+        frame_idx: int,
+        masks: dict[int, np.ndarray],
+        colors: dict[int, tuple[int, int, int]],
+    ) -> None:
         image = self.source.get(frame_idx)
-        image = render_mask_type(image, masks, self.mask_type)
-        self._writer.write(image, time=self.source.frame_time(frame_idx))
+        image = render_mask_type(image, masks, self.mask_type, colors=colors, alpha=self.alpha)
+        time_of = getattr(self.source, "frame_time", None)  # a source's own timing, if it has
+        self._writer.write(image, time=None if time_of is None else time_of(frame_idx))
         self.frames_written += 1
 
     @property
@@ -274,29 +287,21 @@ class OverlayVideoSink(FrameSink):
         self._spool.close()
 
 
-class IdPngSink(FrameSink):
-    """One PNG per written frame, `{frame:05d}.png`, pixel value = object id (0 = background).
+class FolderSink(FrameSink):
+    """One file per written frame in `folder`, staged in a hidden folder beside it and moved in
+    (one atomic rename each) by `close()`: an interrupted run adds nothing to `folder`, and
+    files of an earlier run there are only replaced by complete ones. Results may come in any
+    order; a frame written twice keeps its newest result."""
 
-    `palette=True` writes DAVIS palette PNGs (16-bit grayscale when an id exceeds 255, which
-    palettes cannot hold); `palette=False` writes plain 8/16-bit grayscale. Where objects
-    overlap, the more confidently visible object wins. Frames outside the tracked range get no
-    PNG. Results may come in any order; a frame written twice keeps its newest result.
+    what = "per-frame files"
 
-    PNGs are staged in a hidden folder beside `folder` and moved in (one atomic rename each) by
-    `close()`, so an interrupted run adds no PNG to `folder`, and PNGs of an earlier run there
-    are only replaced by complete ones.
-    """
-
-    def __init__(
-        self, folder: str | os.PathLike[str], palette: bool = True, output_frame_interval: int = 1
-    ) -> None:
+    def __init__(self, folder: str | os.PathLike[str], output_frame_interval: int = 1) -> None:
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise InvalidInputError(
-                f"{str(self.folder)!r} is a file; give a folder for the per-frame mask PNGs"
+                f"{str(self.folder)!r} is a file; give a folder for the {self.what}"
             )
-        self.palette = palette
-        self.output_frame_interval = _check_interval(output_frame_interval)
+        self.output_frame_interval = check_interval(output_frame_interval)
         self.written: set[int] = set()
         parent = self.folder.absolute().parent
         parent.mkdir(parents=True, exist_ok=True)
@@ -304,24 +309,24 @@ class IdPngSink(FrameSink):
             tempfile.mkdtemp(prefix=f".{self.folder.name}.", suffix=".partial", dir=parent)
         )
 
-    @property
-    def outputs(self) -> list[Path]:
-        return [self.folder]
+    @abc.abstractmethod
+    def file_name(self, frame_idx: int) -> str:
+        """The name of a frame's file."""
+
+    @abc.abstractmethod
+    def write_file(self, path: Path, result: FrameRecord) -> None:
+        """Write one frame's file at `path` (in the staging folder)."""
 
     def path_of(self, frame_idx: int) -> Path:
-        """Final path of a frame's PNG."""
-        return self.folder / PNG_NAME.format(frame_idx)
+        """Final path of a frame's file."""
+        return self.folder / self.file_name(frame_idx)
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, result: FrameRecord) -> None:
         if self._staging is None:
             raise InvalidInputError(f"cannot write to {str(self.folder)!r}: the sink is closed")
         if not self.wants(result.frame_idx):
             return
-        masks = result.masks()
-        shape = (int(result.mask_logits.shape[-2]), int(result.mask_logits.shape[-1]))
-        id_map = id_mask(masks, shape, scores=result.scores())  # [H, W] uint8 / uint16
-        write = write_palette_png if self.palette else write_id_png
-        write(self._staging / PNG_NAME.format(result.frame_idx), id_map)
+        self.write_file(self._staging / self.file_name(result.frame_idx), result)
         self.written.add(result.frame_idx)
 
     def close(self) -> None:
@@ -330,7 +335,7 @@ class IdPngSink(FrameSink):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for frame_idx in sorted(self.written):
-                name = PNG_NAME.format(frame_idx)
+                name = self.file_name(frame_idx)
                 os.replace(self._staging / name, self.folder / name)
         finally:
             self.abort()
@@ -339,6 +344,35 @@ class IdPngSink(FrameSink):
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
+
+
+class IdPngSink(FolderSink):
+    """One PNG per written frame, `{frame:05d}.png`, pixel value = object id (0 = background).
+
+    `palette=True` writes DAVIS palette PNGs (16-bit grayscale when an id exceeds 255, which
+    palettes cannot hold); `palette=False` writes plain 8/16-bit grayscale. Where objects
+    overlap, the pixel is the record's (see `masklet.io.records`). Frames outside the tracked
+    range get no PNG.
+    """
+
+    what = "per-frame mask PNGs"
+
+    def __init__(
+        self, folder: str | os.PathLike[str], palette: bool = True, output_frame_interval: int = 1
+    ) -> None:
+        super().__init__(folder, output_frame_interval)
+        self.palette = palette
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.folder]
+
+    def file_name(self, frame_idx: int) -> str:
+        return PNG_NAME.format(frame_idx)
+
+    def write_file(self, path: Path, result: FrameRecord) -> None:
+        write = write_palette_png if self.palette else write_id_png
+        write(path, result.id_map())  # [H, W] uint8 / uint16
 
 
 class CocoJsonSink(FrameSink):
@@ -351,7 +385,7 @@ class CocoJsonSink(FrameSink):
                     "height": int, "num_frames": int | null},
           "objects": [{"id": 1, "name": "dog"}, ...],
           "frames": [
-            {"frame": 0, "time": 0.0,         # presentation time, seconds (source's timestamps)
+            {"frame": 0, "time": 0.0,   # presentation time, seconds (absent when unknown)
              "annotations": [
               {"id": 1, "name": "dog", "score": 0.97,          # P(object visible)
                "bbox": [x, y, w, h], "area": 1234,            # pixels, COCO xywh
@@ -366,7 +400,7 @@ class CocoJsonSink(FrameSink):
     def __init__(
         self,
         path: str | os.PathLike[str],
-        source: FrameSource | None = None,
+        source: FrameProvider | None = None,
         file_name: str | None = None,
         output_frame_interval: int = 1,
     ) -> None:
@@ -375,7 +409,7 @@ class CocoJsonSink(FrameSink):
             raise InvalidInputError(f"--json {str(self.path)!r} is a folder; give a file name")
         self.source = source
         self.file_name = file_name
-        self.output_frame_interval = _check_interval(output_frame_interval)
+        self.output_frame_interval = check_interval(output_frame_interval)
         self.names: dict[int, str] = {}
         self.size: tuple[int, int] | None = None  # (H, W) from the masks when no source
         self._spool = _Spool(self.path.parent if self.path.parent.is_dir() else None)
@@ -385,18 +419,17 @@ class CocoJsonSink(FrameSink):
     def outputs(self) -> list[Path]:
         return [self.path]
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, result: FrameRecord) -> None:
         if not self.wants(result.frame_idx):
             return
-        masks = result.masks()
-        for obj_id in result.obj_ids:
-            self.names[obj_id] = result.name(obj_id)
-        self.size = (int(result.mask_logits.shape[-2]), int(result.mask_logits.shape[-1]))
-        record = {
-            "frame": result.frame_idx,
-            "time": None if self.source is None else self.source.frame_time(result.frame_idx),
-            "annotations": objects_to_coco(masks, scores=result.scores(), names=self.names),
-        }
+        self.names.update(result.names())
+        self.size = (result.height, result.width)
+        record: dict[str, Any] = {"frame": result.frame_idx}
+        if result.time is not None:
+            record["time"] = result.time
+        record["annotations"] = objects_to_coco(
+            result.masks(), scores=result.scores(), names=self.names
+        )
         self._spool.put(result.frame_idx, json.dumps(record).encode())
 
     def _header(self) -> dict[str, Any]:

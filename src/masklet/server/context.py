@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from masklet.errors import CheckpointError
+from masklet.pipelines.limits import Limits
 from masklet.server.errors import ApiError, UnauthorizedError, error_response
 from masklet.server.jobs import WorkerPool
 from masklet.server.sessions import ANONYMOUS, SessionStore, owner_of
@@ -175,6 +176,10 @@ class ServerContext:
             sessions=SessionStore(data_dir, settings.max_sessions, settings.session_ttl_seconds),
             files=FileStore(data_dir, settings.session_ttl_seconds),
         )
+
+    @property
+    def limits(self) -> Limits:
+        return self.settings.limits
 
     def sweep(self) -> int:
         return self.sessions.sweep() + self.files.sweep()

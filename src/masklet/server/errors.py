@@ -24,6 +24,7 @@ from masklet.errors import (
     MaskletError,
     SessionNotFoundError,
 )
+from masklet.pipelines.limits import SERVER_SETTINGS, LimitExceededError
 
 log = logging.getLogger("masklet.server")
 
@@ -106,6 +107,8 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
             return error_response(404, "not_found", message)
         if isinstance(exc, BusyError):
             return error_response(429, "busy", message, headers=busy_headers(retry_after))
+        if isinstance(exc, LimitExceededError):
+            return error_response(413, "limit_exceeded", _server_words(exc), field=exc.field)
         if isinstance(exc, InvalidPromptError):
             return error_response(422, "invalid_prompt", message, field=getattr(exc, "field", None))
         if isinstance(exc, InvalidInputError):
@@ -138,6 +141,15 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
     app.add_exception_handler(ValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _server_words(error: LimitExceededError) -> str:
+    """A limit's message naming the server setting that raises it."""
+    setting = SERVER_SETTINGS.get(error.limit)
+    message = str(error)
+    if setting is None:
+        return message
+    return message.replace(f"the {error.limit} limit", f"masklet serve {setting}")
 
 
 def with_field(error: MaskletError, field: str) -> MaskletError:

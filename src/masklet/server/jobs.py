@@ -16,31 +16,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from masklet.errors import BusyError
+from masklet.pipelines.control import CancelledError, CancelToken
 
 T = TypeVar("T")
 
 
-class JobCancelledError(Exception):
-    """Raised inside a job whose cancel flag was set."""
+JobCancelledError = CancelledError  # raised inside a job whose cancel flag was set
 
 
-class Job:
-    """A cancel flag shared by a running job and whoever may stop it."""
-
-    def __init__(self) -> None:
-        self._cancelled = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def check(self) -> None:
-        """Raise `JobCancelledError` if the job was cancelled (call between units of work)."""
-        if self._cancelled.is_set():
-            raise JobCancelledError
+class Job(CancelToken):
+    """A cancel flag shared by a running job and whoever may stop it (the pipeline's
+    `CancelToken`, so pipelines check it once per frame)."""
 
 
 class WorkerPool:
@@ -82,6 +68,17 @@ class WorkerPool:
     async def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the pool and await its result (raises what it raises)."""
         return await asyncio.wrap_future(self.submit(fn))
+
+    async def run_job(self, fn: Callable[[Job], T]) -> T:
+        """Run `fn(job)` on the pool; if the awaiting request is cancelled, so is the job (a
+        pipeline given `job` as its cancel token stops within one frame)."""
+        job = Job()
+        future = self.submit(lambda: fn(job))
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

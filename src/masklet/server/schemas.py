@@ -7,13 +7,14 @@ Masks travel as COCO compressed RLE (`{"size": [H, W], "counts": "..."}`, column
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from masklet.io.masks import MAX_OBJECT_ID, area, encode_rle, mask_to_box
+from masklet.io.records import FrameRecord
+from masklet.prompts import ObjectPrompt
 
 # masklet.text's defaults (GroundingDINO's recommended), spelt out so the schemas do not import
 # torch; tests/server/test_text_api.py keeps them equal
@@ -21,7 +22,6 @@ DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
 
 ObjectId = int
-MAX_POINTS = 512  # clicks per object and frame; more is certainly a client bug
 MAX_OBJECTS = 256
 MAX_TEXT_CHARS = 1000  # a text prompt is a few phrases; more is certainly a client bug
 
@@ -40,6 +40,7 @@ class ObjectMask(BaseModel):
     name: str | None = None
     label: str | None = Field(None, description="the text-prompt phrase that found the object")
     score: float | None = Field(None, description="predicted IoU (images) or visibility")
+    color: str = Field(description='"#rrggbb": the colour masklet draws this object with')
     box: tuple[float, float, float, float] = Field(
         description="tight box x0, y0, x1, y1 (inclusive pixel indices; zeros when empty)"
     )
@@ -58,55 +59,36 @@ class ErrorBody(BaseModel):
 
 
 class _Clicks(_Strict):
+    """Clicks and / or a box. Only the JSON types are checked here: the numbers follow the one
+    rule set of `masklet.prompt_rules` (finite, >= 0, on the image, labels 1/0, x2 > x1 and
+    y2 > y1), applied by the pipeline, whose errors name the field (`prompts[0].points[1]`)."""
+
     points: list[tuple[float, float]] | None = Field(
-        None, max_length=MAX_POINTS, description="[[x, y], ...] clicks in pixels"
+        None, description="[[x, y], ...] clicks in pixels"
     )
-    labels: list[Literal[0, 1]] | None = Field(
+    labels: list[int] | None = Field(
         None, description="per point: 1 include, 0 exclude (default all 1)"
     )
-    box: tuple[float, float, float, float] | None = Field(None, description="x1, y1, x2, y2")
+    box: list[float] | None = Field(None, description="x1, y1, x2, y2")
 
-    @model_validator(mode="after")
-    def _check(self) -> _Clicks:
-        if self.labels is not None:
-            if self.points is None:
-                raise ValueError("labels were given without points")
-            if len(self.labels) != len(self.points):
-                raise ValueError(f"{len(self.points)} points need {len(self.points)} labels")
-        if self.points is not None and not self.points:
-            raise ValueError("points is empty: give at least one [x, y] or leave it out")
-        for x, y in self.points or []:
-            if x < 0 or y < 0:
-                raise ValueError(f"point ({x:g}, {y:g}) has a negative coordinate")
-        if self.box is not None:
-            x1, y1, x2, y2 = self.box
-            if not (x2 > x1 and y2 > y1):
-                raise ValueError("box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
-        return self
+    def prompt(
+        self, *, frame: int, obj_id: int, name: str, where: str, mask: np.ndarray | None = None
+    ) -> ObjectPrompt:
+        """The typed prompt (checked by the one rule set)."""
 
-    def points_array(self) -> np.ndarray | None:
-        return None if self.points is None else np.asarray(self.points, np.float32)  # [N, 2]
+        def array(value: object) -> np.ndarray | None:
+            return None if value is None else np.asarray(value, dtype=np.float64)
 
-    def labels_array(self) -> np.ndarray | None:
-        if self.points is None:
-            return None
-        labels = self.labels if self.labels is not None else [1] * len(self.points)
-        return np.asarray(labels, np.int32)  # [N]
-
-    def box_array(self) -> np.ndarray | None:
-        return None if self.box is None else np.asarray(self.box, np.float32)  # [4]
+        return ObjectPrompt(
+            frame=frame, obj_id=obj_id, name=name, points=array(self.points),
+            labels=array(self.labels), box=array(self.box), mask=mask, where=where,
+        )  # fmt: skip
 
 
 class ImageObjectPrompt(_Clicks):
-    id: int = Field(ge=1, le=MAX_OBJECT_ID)
+    id: int = Field(description=f"object id in 1..{MAX_OBJECT_ID} (checked with the prompts)")
     name: str | None = Field(None, max_length=200)
     mask: bool = Field(False, description="the uploaded `mask` file is this object's prompt")
-
-    @model_validator(mode="after")
-    def _need_prompt(self) -> ImageObjectPrompt:
-        if self.points is None and self.box is None and not self.mask:
-            raise ValueError("give at least one of points, box or mask")
-        return self
 
 
 class TextQuery(_Strict):
@@ -134,7 +116,9 @@ class ImagePrompts(TextQuery):
     prompt, or both (text objects get the ids after the largest object id)."""
 
     objects: list[ImageObjectPrompt] = Field(
-        default_factory=list, max_length=MAX_OBJECTS, validate_default=True
+        default_factory=list,
+        description="objects to segment; give objects, a text prompt, or both (the number of "
+        "objects is bounded by the server's --max-objects)",
     )
     multimask: bool = Field(False, description="pick the best of 3 candidate masks")
     outputs: list[Literal["overlay", "id_mask"]] = Field(
@@ -143,21 +127,8 @@ class ImagePrompts(TextQuery):
         "an id mask (pixel value = object id, 8- or 16-bit grayscale)",
     )
 
-    @field_validator("objects")
-    @classmethod
-    def _objects_or_text(
-        cls, objects: list[ImageObjectPrompt], info: ValidationInfo
-    ) -> list[ImageObjectPrompt]:
-        # `text` is declared first (in TextQuery), so it is validated and in info.data by now
-        if not objects and info.data.get("text") is None:
-            raise ValueError("give objects (clicks, boxes, a mask) or a text prompt, or both")
-        return objects
-
     @model_validator(mode="after")
-    def _unique(self) -> ImagePrompts:
-        ids = [o.id for o in self.objects]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"object ids must be unique, got {ids}")
+    def _one_mask(self) -> ImagePrompts:
         if sum(o.mask for o in self.objects) > 1:
             raise ValueError("only one object can take the uploaded mask")
         return self
@@ -208,12 +179,6 @@ class FramePrompt(_Clicks):
     clear_old_points: bool = Field(
         True, description="replace this object's clicks on the frame (False adds to them)"
     )
-
-    @model_validator(mode="after")
-    def _need_prompt(self) -> FramePrompt:
-        if self.points is None and self.box is None:
-            raise ValueError("give points (with labels) or a box, or both")
-        return self
 
 
 class FrameMasks(BaseModel):
@@ -307,27 +272,23 @@ class HealthInfo(BaseModel):
     jobs: int
 
 
-def object_masks(
-    masks: Mapping[int, np.ndarray],
-    scores: Mapping[int, float] | None = None,
-    names: Mapping[int, str] | None = None,
-    labels: Mapping[int, str] | None = None,
-) -> list[ObjectMask]:
-    """API records of `[H, W]` bool masks, in increasing id order."""
+def api_objects(record: FrameRecord) -> list[ObjectMask]:
+    """API records of a frame's (or an image's) plain records, in increasing id order; the
+    colour is the one every masklet output draws the object with."""
     out = []
-    for obj_id in sorted(masks):
-        mask = np.asarray(masks[obj_id], dtype=bool)
-        rle = encode_rle(mask)
-        x0, y0, x1, y1 = mask_to_box(mask)
+    for obj in record.objects:
+        rle = encode_rle(obj.mask)
+        x0, y0, x1, y1 = mask_to_box(obj.mask)
         out.append(
             ObjectMask(
-                id=int(obj_id),
-                name=(names or {}).get(obj_id),
-                label=(labels or {}).get(obj_id),
-                score=None if scores is None or obj_id not in scores else float(scores[obj_id]),
+                id=obj.obj_id,
+                name=obj.name,
+                label=obj.label,
+                score=obj.score,
+                color="#{:02x}{:02x}{:02x}".format(*obj.color),
                 box=(x0, y0, x1, y1),
-                area=area(mask),
+                area=area(obj.mask),
                 mask=RLE(size=(rle["size"][0], rle["size"][1]), counts=rle["counts"]),
-            )
+            )  # fmt: skip
         )
     return out

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from masklet.errors import BusyError, SessionNotFoundError
 from masklet.io.masks import decode_rle, write_json
+from masklet.io.records import FrameRecord, frame_record
 from masklet.server.errors import PayloadTooLargeError
 from masklet.server.jobs import Job
-from masklet.server.schemas import ObjectMask, object_masks
+from masklet.server.schemas import ObjectMask, api_objects
 from masklet.video.frames import FrameSource, VideoFileSource
 from masklet.video.session import VideoSession
 
@@ -75,26 +74,33 @@ class ServerSession:
     def touch(self) -> None:
         self.last_access = time.monotonic()
 
-    def store(self, frame_idx: int, records: list[ObjectMask]) -> None:
-        self.masks[frame_idx] = {r.id: r for r in records}
+    def store(self, record: FrameRecord) -> list[ObjectMask]:
+        """Keep a frame's records (the newest result of the frame); returns them as sent."""
+        objects = api_objects(record)
+        self.masks[record.frame_idx] = {r.id: r for r in objects}
+        return objects
 
     def forget_object(self, obj_id: int) -> None:
         for records in self.masks.values():
             records.pop(obj_id, None)
 
-    def frame_masks(self, frame_idx: int) -> dict[int, np.ndarray]:
-        """Object id -> [H, W] bool mask on a frame (empty when nothing was computed there)."""
-        return {
-            i: decode_rle(r.mask.model_dump()) for i, r in self.masks.get(frame_idx, {}).items()
-        }
+    def stored_record(self, frame_idx: int) -> FrameRecord:
+        """A frame's kept masks as plain records (no objects where nothing was computed)."""
+        kept = self.masks.get(frame_idx, {})
+        masks = {i: decode_rle(r.mask.model_dump()) for i, r in kept.items()}
+        scores = {i: r.score for i, r in kept.items() if r.score is not None}
+        names = {i: r.name or f"object_{i}" for i, r in kept.items()}
+        shape = (self.frames.height, self.frames.width)
+        time = self.frame_time(frame_idx)
+        return frame_record(frame_idx, shape, masks, scores or None, names, time=time)
 
     def store_logits(self, frame_idx: int, obj_ids: list[int], logits: Any) -> list[ObjectMask]:
-        """Record a frame's masks from [N, 1, H, W] logits; returns the records."""
+        """Keep a prompted frame's masks from `[N, 1, H, W]` logits (no visibility scores on a
+        prompt's answer: overlaps go to the larger id); returns the records."""
         binary = (logits[:, 0] > 0).cpu().numpy()  # [N, 1, H, W] -> [N, H, W]
         masks = {obj_id: binary[i] for i, obj_id in enumerate(obj_ids)}
-        records = object_masks(masks, names=self.video.names)
-        self.store(frame_idx, records)
-        return records
+        shape = (self.frames.height, self.frames.width)
+        return self.store(frame_record(frame_idx, shape, masks, None, self.video.names))
 
     def acquire(self, timeout: float = LOCK_WAIT_SECONDS) -> None:
         if not self.lock.acquire(timeout=timeout):

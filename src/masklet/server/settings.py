@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from masklet.errors import InvalidInputError
+from masklet.pipelines.limits import Limits
 
 if TYPE_CHECKING:
     from masklet.modeling.sam2 import SAM2Model
@@ -53,6 +54,9 @@ class ServerSettings:
     data_dir: uploads, session files and outputs live here (None: a fresh folder in the cache).
     api_keys: accepted `Authorization: Bearer` keys; each key sees only its own sessions.
     max_upload_mb: largest request body; max_video_frames: longest video accepted.
+    max_objects / max_points / max_image_pixels / max_frame_objects: the pipeline `Limits` of
+        every request (objects, clicks per object, pixels of an image or frame, frames x
+        objects of a video job).
     max_sessions: open video sessions at once; session_ttl_seconds: idle time before a
         session and its files are deleted.
     workers: threads running model work; queue_size: jobs that may wait for a worker before
@@ -74,6 +78,10 @@ class ServerSettings:
     max_upload_mb: float = 2048.0
     max_video_frames: int = 20_000
     max_sessions: int = 16
+    max_objects: int = 256
+    max_points: int = 512
+    max_image_pixels: int = 50_000_000
+    max_frame_objects: int = 1_000_000
     session_ttl_seconds: float = 3600.0
     workers: int = 1
     queue_size: int = 8
@@ -85,6 +93,15 @@ class ServerSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def limits(self) -> Limits:
+        """The pipeline limits of every request to this server."""
+        return Limits(
+            max_objects=self.max_objects, max_points_per_object=self.max_points,
+            max_image_pixels=self.max_image_pixels, max_frames=self.max_video_frames,
+            max_frame_objects=self.max_frame_objects, max_upload_bytes=self.max_upload_bytes,
+        )  # fmt: skip
 
     @property
     def is_loopback(self) -> bool:
@@ -103,7 +120,10 @@ class ServerSettings:
                     f"API keys must be at least {MIN_KEY_LENGTH} characters without spaces; "
                     "make one with: python -c 'import secrets; print(secrets.token_urlsafe())'"
                 )
-        positive = ("max_upload_mb", "max_video_frames", "max_sessions", "workers", "queue_size")
+        positive = (
+            "max_upload_mb", "max_video_frames", "max_sessions", "workers", "queue_size",
+            "max_objects", "max_points", "max_image_pixels", "max_frame_objects",
+        )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -136,6 +156,10 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "max_upload_mb": float,
     "max_video_frames": int,
     "max_sessions": int,
+    "max_objects": int,
+    "max_points": int,
+    "max_image_pixels": int,
+    "max_frame_objects": int,
     "session_ttl_seconds": float,
     "workers": int,
     "queue_size": int,

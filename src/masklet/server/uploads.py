@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 from masklet.errors import InvalidInputError
 from masklet.io.atomic import atomic_output
+from masklet.pipelines.limits import Limits, check_json_text
 from masklet.server.errors import (
     ApiError,
     PayloadTooLargeError,
@@ -62,12 +63,14 @@ def read_uploaded(read: Callable[[Path], T], path: Path, what: str, field: str) 
     try:
         return read(path)
     except InvalidInputError as error:
-        message = str(error).replace(str(path), what)
-        raise with_field(InvalidInputError(message), field) from None
+        error.args = (str(error).replace(str(path), what),)  # the server's path stays hidden
+        raise with_field(error, error.field or field) from None
 
 
-def parse_json_field(text: str, model: type[M], field: str) -> M:
-    """A JSON form field validated by `model`; 422 naming the field (e.g. `prompts.objects[0]`)."""
+def parse_json_field(text: str, model: type[M], field: str, limits: Limits) -> M:
+    """A JSON form field validated by `model`; 422 naming the field (e.g. `prompts.objects[0]`).
+    Its size and nesting depth are checked before parsing (413 past the limits)."""
+    check_json_text(text, limits, field)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from masklet.errors import InvalidPromptError
-from masklet.transforms import check_points_inside
+from masklet.prompt_rules import check_label_values, check_model_points
 
 BOX_LABELS = (2, 3)  # prompt-encoder labels of a box's top-left and bottom-right corners
 
@@ -38,8 +38,7 @@ def clicks_and_box(
     )
     if coords.shape[0] != labs.shape[0]:
         raise InvalidPromptError(f"{coords.shape[0]} points but {labs.shape[0]} labels")
-    if labs.numel() and not bool(((labs == 0) | (labs == 1)).all()):
-        raise InvalidPromptError(f"labels must be 1 (include) or 0 (exclude), got {labs.tolist()}")
+    check_label_values(labs.numpy(), allow_padding=False)  # one object per call: no padding
     if box is not None:
         if not clear_old_points:
             raise InvalidPromptError(
@@ -57,4 +56,4 @@ def clicks_and_box(
 
 def check_inside(coords: Tensor, width: int, height: int, normalize: bool) -> None:
     """Points [P, 2] must lie on the frame: [0, W] x [0, H] pixels, or [0, 1] if relative."""
-    check_points_inside(coords, width, height, normalize, surface="frame")
+    check_model_points(coords.numpy(), width, height, normalize, surface="frame")

@@ -1,8 +1,10 @@
-"""`/healthz` and downloads of generated files."""
+"""`/healthz`, the object colours, and downloads of generated files."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from masklet.server.context import Context
@@ -28,6 +30,20 @@ def healthz(ctx: Context) -> HealthInfo:
         sessions=len(ctx.sessions),
         jobs=ctx.pool.pending,
     )
+
+
+MAX_COLORS = 4096
+
+
+@router.get("/v1/colors", tags=["server"])
+def colors(
+    count: Annotated[int, Query(ge=1, le=MAX_COLORS, description="ids 1..count")] = 256,
+) -> dict[str, str]:
+    """Object id -> "#rrggbb": the colour every masklet output draws the object with
+    (`masklet.io.overlay.object_color`), so the page shows what the exports will contain."""
+    from masklet.io.overlay import object_color
+
+    return {str(i): "#{:02x}{:02x}{:02x}".format(*object_color(i)) for i in range(1, count + 1)}
 
 
 @router.get(

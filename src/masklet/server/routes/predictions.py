@@ -25,13 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from masklet.errors import InvalidInputError, MaskletError
+from masklet.pipelines.limits import LimitExceededError
 from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import ApiError, PayloadTooLargeError, validation_error, with_field
+from masklet.server.jobs import Job
 from masklet.server.routes.common import ERROR_RESPONSES
 from masklet.server.uploads import save_upload
 
 router = APIRouter(tags=["replicate"], responses=ERROR_RESPONSES)
 VIDEO_NAME = "input.video"
+CLICK_FIELDS = ("click_coordinates", "click_labels", "click_frames", "click_object_ids")
 _DATA_URI = re.compile(r"data:[\w.+/-]*(?:;[\w=.+-]+)*;base64,", re.ASCII)
 
 
@@ -148,7 +151,7 @@ async def predict(
     directory = ctx.files.new_directory()
     try:
         parsed = await _read_request(request, directory / VIDEO_NAME, ctx.settings.max_upload_bytes)
-        outputs = await ctx.pool.run(lambda: _run(ctx, directory, parsed.input))
+        outputs = await ctx.pool.run_job(lambda job: _run(ctx, directory, parsed.input, job))
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -163,14 +166,13 @@ async def predict(
     )  # fmt: skip
 
 
-def _run(ctx: ServerContext, directory: Path, inputs: PredictionInput) -> list[Path]:
-    from masklet.io.images import write_image
-    from masklet.io.overlay import render_mask_type
-    from masklet.io.sinks import OverlayVideoSink
+def _run(ctx: ServerContext, directory: Path, inputs: PredictionInput, job: Job) -> list[Path]:
+    """The prediction as a pipeline video request: clicks -> objects, tracked both ways from
+    the first clicked frame, written as one MP4 or one image per output frame."""
+    from masklet.pipelines.requests import VideoOutputs, VideoRequest
+    from masklet.pipelines.video import prepare_video, track_video
     from masklet.prompts import parse_click_strings
     from masklet.server.sessions import sniff_video
-    from masklet.video.frames import VideoFileSource
-    from masklet.video.tracking import apply_prompts, track
 
     video_path = directory / VIDEO_NAME
     try:
@@ -179,67 +181,39 @@ def _run(ctx: ServerContext, directory: Path, inputs: PredictionInput) -> list[P
             inputs.click_object_ids or None,
         )  # fmt: skip
     except MaskletError as error:
-        raise _tag(error, video_path) from None
+        name = next((n for n in CLICK_FIELDS if str(error).startswith(n)), CLICK_FIELDS[0])
+        raise with_field(error, f"input.{error.field or name}") from None
     try:
         sniff_video(video_path)
-        source = VideoFileSource(video_path)
+        outputs = VideoOutputs(
+            overlay=directory / "output.mp4" if inputs.output_video else None,
+            frames_dir=None if inputs.output_video else directory / "frames",
+            frame_format=inputs.output_format, frame_quality=max(1, inputs.output_quality),
+            mask_type=inputs.mask_type, output_frame_interval=inputs.output_frame_interval,
+            overlay_fps=float(inputs.video_fps) if inputs.output_video else None,
+            keep_audio=False,
+        )  # fmt: skip
+        request = VideoRequest(
+            source=video_path, prompts=parsed.prompts, names=parsed.names, direction="both",
+            outputs=outputs, limits=ctx.limits,
+        )  # fmt: skip
+        prepared = prepare_video(request)
     except MaskletError as error:
-        raise _tag(error, video_path, "input.input_video") from None
+        raise _tag(error, video_path) from None
     try:
-        n = len(source)
-        if n > ctx.settings.max_video_frames:
-            raise PayloadTooLargeError(
-                f"the video has {n} frames; this server accepts at most "
-                f"{ctx.settings.max_video_frames}"
-            )
-        for prompt in parsed:
-            if prompt.frame >= n:
-                raise with_field(
-                    InvalidInputError(
-                        f"click_frames: frame {prompt.frame} is beyond the video's {n} frames "
-                        f"(0..{n - 1})"
-                    ),
-                    "input.click_frames",
-                )
-        predictor = ctx.models.video_predictor()
-        session = predictor.init_state(source)
-        try:
-            apply_prompts(predictor, session, parsed.prompts, parsed.names)
-        except MaskletError as error:
-            raise _tag(error, video_path) from None
-        start = min(p.frame for p in parsed)
-        interval = inputs.output_frame_interval
-        results = track(predictor, session, "both", start)
-        if inputs.output_video:
-            # the sink writes at fps / interval: this makes the MP4 play at video_fps
-            source.fps = float(inputs.video_fps * interval)
-            out = directory / "output.mp4"
-            with OverlayVideoSink(
-                out, source, inputs.mask_type, interval, keep_audio=False
-            ) as sink:
-                for result in results:
-                    sink.write(result)
-            return [out]
-        written: dict[int, Path] = {}
-        ext = inputs.output_format
-        for result in results:
-            if result.frame_idx % interval:
-                continue
-            image = render_mask_type(source.get(result.frame_idx), result.masks(), inputs.mask_type)
-            path = directory / f"frame_{result.frame_idx:05d}.{ext}"
-            write_image(path, image, quality=max(1, inputs.output_quality))
-            written[result.frame_idx] = path
-        return [written[i] for i in sorted(written)]
+        summary = track_video(prepared, ctx.models.video_predictor(), cancel=job)
+    except MaskletError as error:
+        raise _tag(error, video_path) from None
     finally:
-        source.close()
+        prepared.close()
+    return summary.outputs
 
 
-def _tag(error: MaskletError, video_path: Path, field: str | None = None) -> MaskletError:
+def _tag(error: MaskletError, video_path: Path) -> MaskletError:
     """The error with the server's path hidden and the input field it concerns."""
     message = str(error).replace(str(video_path), "input_video")
-    if field is None:
-        field = "input.click_coordinates"
-        for name in ("click_labels", "click_frames", "click_object_ids"):
-            if message.startswith(name):
-                field = f"input.{name}"
-    return with_field(type(error)(message), field)
+    field = error.field or "input_video"
+    if field in ("video", "image", "prompts"):
+        field = "input_video"
+    tagged = type(error)(message) if not isinstance(error, LimitExceededError) else error
+    return with_field(tagged, field if field.startswith("input.") else f"input.{field}")

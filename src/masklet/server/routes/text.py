@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import APIRouter
 
 from masklet.errors import InvalidPromptError
+from masklet.pipelines.image import text_object_names
 from masklet.server.context import DETECTOR_UNAVAILABLE_STATUS, Context, Owner
 from masklet.server.errors import with_field
 from masklet.server.routes.common import ERROR_RESPONSES
@@ -51,23 +52,6 @@ def check_text(text: str, field: str) -> None:
         raise with_field(error, field) from None
 
 
-def object_names(labels: Sequence[str], taken: Iterable[str]) -> list[str]:
-    """`{label}_{k}` names ("red_car_1"), k counting up per label past the names in use, so a
-    second search for "dog" adds dog_3 after dog_1 and dog_2."""
-    from masklet.text.detector import label_to_name
-
-    used = set(taken)
-    names = []
-    for label in labels:
-        k = 1
-        while label_to_name(label, k) in used:
-            k += 1
-        name = label_to_name(label, k)
-        used.add(name)
-        names.append(name)
-    return names
-
-
 def detected(
     ids: Sequence[int],
     names: Sequence[str],
@@ -105,7 +89,7 @@ async def add_text_objects(
         video = session.video
         first_id = max(video.obj_ids, default=0) + 1
         ids = list(range(first_id, first_id + len(dets)))
-        names = object_names(dets.labels, video.names.values())
+        names = text_object_names(dets.labels, list(video.names.values()))
         records: list[ObjectMask] = list(session.masks.get(body.frame, {}).values())
         for obj_id, name, box in zip(ids, names, dets.boxes, strict=True):
             predictor.set_object_name(video, obj_id, name)

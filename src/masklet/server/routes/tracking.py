@@ -14,6 +14,8 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from masklet.errors import InvalidInputError, InvalidPromptError, MaskletError
+from masklet.pipelines.validation import check_prompts
+from masklet.pipelines.video import planned_frames, propagate_records
 from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import with_field
 from masklet.server.exports import export_session
@@ -28,7 +30,6 @@ from masklet.server.schemas import (
     FrameMasks,
     FramePrompt,
     PropagateRequest,
-    object_masks,
 )
 from masklet.server.sessions import ServerSession
 
@@ -76,26 +77,23 @@ async def add_prompt(
     object at once. A prompt on a tracked frame corrects the track (propagate again)."""
     session = ctx.sessions.get(session_id, owner)
     _check_frame(session, body.frame)
-    w, h = session.frames.width, session.frames.height
-    for k, (x, y) in enumerate(body.points or []):
-        if x > w or y > h:
-            raise with_field(
-                InvalidPromptError(f"point ({x:g}, {y:g}) is outside the {w}x{h} frame"),
-                f"points[{k}]",
-            )
-    if body.box is not None and (body.box[2] > w or body.box[3] > h):
-        raise with_field(
-            InvalidPromptError(f"box {list(body.box)} is outside the {w}x{h} frame"), "box"
-        )
+    if body.points is None and body.box is None:
+        raise with_field(InvalidPromptError("give points (with labels) or a box, or both"), "body")
+    prompt = body.prompt(
+        frame=body.frame, obj_id=body.object_id, name=body.name or "", where="body"
+    )
+    check_prompts(
+        [prompt], width=session.frames.width, height=session.frames.height,
+        num_frames=session.num_frames, limits=ctx.limits, surface="frame",
+    )  # fmt: skip
     predictor = ctx.models.video_predictor()
 
     def work() -> FrameMasks:
         if body.name:
             predictor.set_object_name(session.video, body.object_id, body.name)
         frame, ids, logits = predictor.add_new_points_or_box(
-            session.video, body.frame, body.object_id, points=body.points_array(),
-            labels=body.labels_array(), clear_old_points=body.clear_old_points,
-            box=body.box_array(),
+            session.video, body.frame, body.object_id, points=prompt.points,
+            labels=prompt.labels, clear_old_points=body.clear_old_points, box=prompt.box,
         )  # fmt: skip
         objects = session.store_logits(frame, ids, logits)
         return FrameMasks(frame=frame, time=session.frame_time(frame), objects=objects)
@@ -112,13 +110,7 @@ def planned_total(session: ServerSession, body: PropagateRequest) -> tuple[int, 
         )
     start = body.start_frame if body.start_frame is not None else min(prompted)
     _check_frame(session, start, "start_frame")
-    n = session.num_frames
-    span = body.max_frames if body.max_frames is not None else n
-    forward = min(start + span, n - 1) - start + 1
-    backward = start - max(start - span, 0) + 1 if start > 0 else 0
-    total = {"forward": forward, "backward": backward}.get(
-        body.direction, forward + max(backward - 1, 0)
-    )
+    total = len(planned_frames(session.num_frames, start, body.max_frames, body.direction))
     return start, total
 
 
@@ -160,8 +152,6 @@ async def propagate(
 ) -> StreamingResponse:
     """Track every object through the video; each frame's masks stream as they are computed.
     Stops on `POST .../cancel` or when the client disconnects."""
-    from masklet.video.tracking import track
-
     session = ctx.sessions.get(session_id, owner)
     start, total = planned_total(session, body)
     predictor = ctx.models.video_predictor()
@@ -184,16 +174,18 @@ async def propagate(
             return
         session.job = job
         try:
-            for result in track(predictor, session.video, body.direction, start, body.max_frames):
-                records = object_masks(result.masks(), result.scores(), result.names)
-                session.store(result.frame_idx, records)
+            records = propagate_records(
+                predictor, session.video, direction=body.direction, start=start,
+                max_frames=body.max_frames, cancel=job,
+            )  # fmt: skip
+            for record in records:
+                objects = session.store(record)
                 done += 1
                 event = FrameEvent(
-                    frame=result.frame_idx, time=session.frame_time(result.frame_idx),
-                    done=done, total=total, objects=records,
+                    frame=record.frame_idx, time=record.time, done=done, total=total,
+                    objects=objects,
                 )  # fmt: skip
                 emit(sse("frame", event.model_dump(mode="json")))
-                job.check()
             emit(sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)}))
         except (JobCancelledError, MaskletError) as error:
             emit(_end_event(error, done))
@@ -298,7 +290,7 @@ async def export(
     job = Job()
     path = await run_locked(
         ctx, session,
-        lambda: export_session(session, body.format, body.rgb_colors(), body.alpha, job.check),
+        lambda: export_session(session, body.format, body.rgb_colors(), body.alpha, job),
         job,
     )  # fmt: skip
     return ExportResult(format=body.format, url=ctx.files.register(path), frames=session.num_frames)

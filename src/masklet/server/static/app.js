@@ -3,10 +3,17 @@
 import { request, frameBitmap, propagate } from "./api.js";
 import { decodeRle } from "./rle.js";
 
-// the server's default overlay palette (masklet.io.overlay.object_color), so exports match
-const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#17becf", "#e377c2",
-  "#bcbd22", "#8c564b", "#ffdd00", "#008080", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5",
-  "#800000", "#000080", "#ffbb78", "#aaffc3", "#808080"];
+// object colours come from the server (GET /v1/colors, and each mask record's `color`): one
+// Python function (masklet.io.overlay.object_color) colours the page and every export
+const COLORS = new Map();    // id -> "#rrggbb"
+const FALLBACK_COLOR = "#808080";
+async function loadColors() {
+  try {
+    const colors = await request("GET", "/v1/colors?count=256");
+    for (const [id, color] of Object.entries(colors)) COLORS.set(Number(id), color);
+  } catch (e) { /* the masks' own colours still arrive with every result */ }
+}
+const defaultColor = (id) => COLORS.get(id) || FALLBACK_COLOR;
 const MASK_ALPHA = 0.5;
 const DRAG_PIXELS = 6;       // a press that moves farther than this is a box, not a click
 const FRAME_CACHE = 48;      // decoded frame bitmaps kept for scrubbing
@@ -34,14 +41,14 @@ function status(text, error = false) {
 
 function colorOf(id) {
   const obj = state.objects.find((o) => o.id === id);
-  return obj ? obj.color : PALETTE[(id - 1) % PALETTE.length];
+  return obj ? obj.color : defaultColor(id);
 }
 
 // ---- objects --------------------------------------------------------------------------
 
 function addObject() {
   const id = state.nextId++;
-  state.objects.push({ id, name: `object_${id}`, color: PALETTE[(id - 1) % PALETTE.length] });
+  state.objects.push({ id, name: `object_${id}`, color: defaultColor(id) });
   state.active = id;
   renderObjects();
 }
@@ -134,7 +141,10 @@ function setSize(w, h) {
 
 function storeMasks(frame, objects) {
   const masks = new Map();
-  for (const o of objects) if (o.area > 0) masks.set(o.id, { rle: o.mask, pixels: null });
+  for (const o of objects) {
+    if (o.color && !COLORS.has(o.id)) COLORS.set(o.id, o.color);
+    if (o.area > 0) masks.set(o.id, { rle: o.mask, pixels: null });
+  }
   state.masks.set(frame, masks);
 }
 
@@ -267,7 +277,7 @@ function adoptDetections(frame, detections) {
   for (const d of detections) {
     const obj = state.objects.find((o) => o.id === d.id);
     if (obj) obj.name = d.name;
-    else state.objects.push({ id: d.id, name: d.name, color: PALETTE[(d.id - 1) % PALETTE.length] });
+    else state.objects.push({ id: d.id, name: d.name, color: defaultColor(d.id) });
     // the detector's box is the object's prompt: later clicks refine it
     Object.assign(promptOf(frame, d.id), { points: [], labels: [], box: d.box });
     state.nextId = Math.max(state.nextId, d.id + 1);
@@ -460,3 +470,7 @@ document.addEventListener("keydown", (event) => {
 // for tests and scripting: the page's state (read-only use)
 window.masklet = { state, openFile };
 reset();
+loadColors().then(() => {
+  for (const obj of state.objects) if (obj.color === FALLBACK_COLOR) obj.color = defaultColor(obj.id);
+  renderObjects();
+});
