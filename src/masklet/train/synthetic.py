@@ -380,11 +380,13 @@ def click_point(mask: np.ndarray) -> tuple[int, int]:
 
 def demo_config(num_frames: int = 48, size: tuple[int, int] = (256, 192)) -> SyntheticConfig:
     """The config of `make_demo_video` (`size` = (width, height)): two objects that are
-    hidden or leave the frame half of the time, so tracking has something to recover from."""
+    hidden or leave the frame half of the time, so tracking has something to recover from.
+    Procedural textures only: the clip (and the clicks printed for it) must be the same with
+    and without the optional scikit-image photos."""
     width, height = size
     return SyntheticConfig(
         height=height, width=width, num_frames=num_frames, min_objects=2, max_objects=2,
-        occlusion_prob=0.5, leave_prob=0.5,
+        occlusion_prob=0.5, leave_prob=0.5, use_photos=False,
     )  # fmt: skip
 
 
@@ -394,11 +396,14 @@ def make_demo_video(
     num_frames: int = 48,
     size: tuple[int, int] = (256, 192),
     fps: float = 24,
+    image_path: str | Path | None = None,
 ) -> dict[int, tuple[int, int]]:
-    """Write a synthetic MP4 (`size` = (width, height)) with two objects to track.
+    """Write a synthetic MP4 (`size` = (width, height)) with two objects to track, and its
+    frame 0 as a sample image at `image_path` (PNG or JPEG by its suffix) if given.
 
     Returns:
-      object id -> (x, y) click point inside that object on frame 0.
+      object id -> (x, y) click point deep inside that object on frame 0 (ids 1, 2 in the
+      clip's own object order, the same with or without optional packages).
     """
     from masklet.io.video import VideoWriter
 
@@ -406,4 +411,6 @@ def make_demo_video(
     with VideoWriter(path, fps=fps, size=size) as writer:
         for frame in video.frames:
             writer.write(frame)
+    if image_path is not None:
+        Image.fromarray(video.frames[0]).save(image_path)
     return {obj_id: click_point(video.masks[0, k]) for k, obj_id in enumerate(video.obj_ids)}
