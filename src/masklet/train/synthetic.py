@@ -14,6 +14,7 @@ photos available: see `masklet.train.textures`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -381,12 +382,11 @@ def click_point(mask: np.ndarray) -> tuple[int, int]:
 def demo_config(num_frames: int = 48, size: tuple[int, int] = (256, 192)) -> SyntheticConfig:
     """The config of `make_demo_video` (`size` = (width, height)): two objects that are
     hidden or leave the frame half of the time, so tracking has something to recover from.
-    Procedural textures only: the clip (and the clicks printed for it) must be the same with
-    and without the optional scikit-image photos."""
+    (`make_demo_video` turns the photos off.)"""
     width, height = size
     return SyntheticConfig(
         height=height, width=width, num_frames=num_frames, min_objects=2, max_objects=2,
-        occlusion_prob=0.5, leave_prob=0.5, use_photos=False,
+        occlusion_prob=0.5, leave_prob=0.5,
     )  # fmt: skip
 
 
@@ -407,7 +407,10 @@ def make_demo_video(
     """
     from masklet.io.video import VideoWriter
 
-    video = make_video(seed, demo_config(num_frames, size))
+    # Procedural textures only: the clip (and the clicks printed for it) must be the same
+    # with and without the optional scikit-image photos.
+    config = dataclasses.replace(demo_config(num_frames, size), use_photos=False)
+    video = make_video(seed, config)
     with VideoWriter(path, fps=fps, size=size) as writer:
         for frame in video.frames:
             writer.write(frame)
