@@ -457,11 +457,8 @@ def test_wrong_size_reports_shapes(reference_builder: None, tiny_pt: Path) -> No
 @pytest.mark.parametrize(
     ("keep", "cause"),
     [
-        (
-            lambda k: k.startswith(("image_encoder", "sam_", "no_mem_embed")),
-            "image-only checkpoint",
-        ),
         (lambda k: k.startswith("sam_mask_decoder"), "probably not a SAM 2 checkpoint"),
+        (lambda k: not k.startswith("memory_attention.layers"), "only part of the video weights"),
     ],
 )
 def test_partial_checkpoints_name_the_likely_cause(
@@ -476,6 +473,25 @@ def test_partial_checkpoints_name_the_likely_cause(
     with pytest.raises(CheckpointError, match=cause) as caught:
         load_model(tmp_path / "partial.pt", config=small_config(TINY))
     assert f"{len(tiny_state) - len(kept)} missing keys" in str(caught.value)
+
+
+def test_an_image_only_checkpoint_loads_and_refuses_video(
+    reference_builder: None, tmp_path: Path, tiny_state: dict[str, Tensor]
+) -> None:
+    from masklet.checkpoints import require_video_weights
+
+    kept = {
+        k: v
+        for k, v in tiny_state.items()
+        if k.startswith(("image_encoder", "sam_", "no_mem_embed"))
+    }
+    torch.save(kept, tmp_path / "image_only.pt")
+    model = load_model(tmp_path / "image_only.pt", config=small_config(TINY))
+    assert len(model.missing_video_weights) == len(tiny_state) - len(kept) > 0
+    for key, value in kept.items():
+        assert torch.equal(model.state_dict()[key], value)
+    with pytest.raises(CheckpointError, match=r"image-only checkpoint.*cannot track video"):
+        require_video_weights(model)
 
 
 def test_load_model_detects_the_variant_of_a_file(

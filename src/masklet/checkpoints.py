@@ -10,6 +10,7 @@ so they load strictly with no renaming. Hugging Face transformers safetensors ar
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -418,6 +419,8 @@ def load_model(
     file the variant is detected from its tensors unless `config` is given.
     """
     path = bundled_path(str(name_or_path)) or Path(name_or_path)
+    if path.is_dir() and (path / _HF_WEIGHTS).is_file():  # a save_pretrained folder
+        path = path / _HF_WEIGHTS
     registry_name = None if path.is_file() else _registry_key(str(name_or_path))
     if registry_name is not None:
         path = cached_path(registry_name) or download(registry_name)
@@ -427,11 +430,75 @@ def load_model(
     from masklet.state_dicts import check_compatible, detect_config
 
     state_dict = read_state_dict(path)
-    config = config or stored_config(path) or detect_config(state_dict)
+    config = config or stored_config(path) or hf_saved_config(path, state_dict)
+    config = config or detect_config(state_dict)
     model = _build_model(config)
+    video_missing = missing_video_parts(model.state_dict(), state_dict)
+    if video_missing:  # an image-only file: fine for images, refused by VideoPredictor
+        initial = model.state_dict()
+        state_dict = {**{k: initial[k] for k in video_missing}, **state_dict}
     check_compatible(model, state_dict, config, path)
     model.load_state_dict(state_dict, strict=True)
+    model.missing_video_weights = tuple(video_missing)  # type: ignore[assignment]
     return model.eval().to(resolve_device(device))
+
+
+_HF_WEIGHTS = "model.safetensors"  # the file name transformers' save_pretrained writes
+# Tensors only the video path uses (memory attention and encoder, object pointers, no-object
+# and temporal embeddings): a transformers Sam2Model (images) has none of them.
+VIDEO_ONLY_PREFIXES = (
+    "memory_attention.",
+    "memory_encoder.",
+    "mask_downsample.",
+    "maskmem_tpos_enc",
+    "no_mem_pos_enc",
+    "no_obj_ptr",
+    "no_obj_embed_spatial",
+    "obj_ptr_proj.",
+    "obj_ptr_tpos_proj.",
+)
+
+
+def missing_video_parts(expected: Mapping[str, Any], state_dict: Mapping[str, Any]) -> list[str]:
+    """The model keys left to initialise when `state_dict` is an image-only checkpoint: every
+    video-only key of the model, when the file has none of them and nothing else is missing.
+    Empty for complete files, and for files that miss other keys (reported as a mismatch)."""
+    missing = [k for k in expected if k not in state_dict]
+    if not missing or any(k.startswith(VIDEO_ONLY_PREFIXES) for k in state_dict):
+        return []
+    return missing if all(k.startswith(VIDEO_ONLY_PREFIXES) for k in missing) else []
+
+
+def require_video_weights(model: nn.Module) -> None:
+    """Raise when `model` was loaded from an image-only checkpoint (it cannot track)."""
+    missing = getattr(model, "missing_video_weights", ())
+    if missing:
+        raise CheckpointError(
+            f"this model was loaded from an image-only checkpoint (such as transformers' "
+            f"Sam2Model.save_pretrained): its video parts (memory attention, memory encoder, "
+            f"object pointers: {len(missing)} tensors) are missing, so it segments images but "
+            "cannot track video; for video load a full SAM 2 checkpoint (an official .pt, or "
+            "a transformers Sam2VideoModel save)"
+        )
+
+
+def hf_saved_config(path: Path, state_dict: Mapping[str, Tensor]) -> ModelConfig | None:
+    """The model config of a transformers save (`config.json` beside `model.safetensors`):
+    the image size it declares, on the detected variant or on the trunk it describes."""
+    from masklet.hf_keys import hf_image_size, hf_trunk, read_hf_config
+    from masklet.state_dicts import detect_config
+
+    data = read_hf_config(path)
+    if data is None:
+        return None
+    try:
+        config = detect_config(state_dict)
+    except CheckpointError:  # not an official trunk: build it from the config.json
+        version = "sam2" if data.get("enable_occlusion_spatial_embedding") is False else "sam2.1"
+        base = ModelConfig.named(f"{version}_hiera_tiny").with_trunk(**hf_trunk(data))
+        config = dataclasses.replace(base, name=path.parent.name or base.name)
+    size = hf_image_size(data)
+    return dataclasses.replace(config, image_size=size) if size else config
 
 
 def stored_config(path: str | os.PathLike[str]) -> ModelConfig | None:
