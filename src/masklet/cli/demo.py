@@ -11,6 +11,11 @@ from masklet.errors import InvalidInputError
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 NANO = "masklet-nano-synthetic"
+# The default clip: one whose two objects the bundled model tracks through their short
+# occlusions (J 0.78 and 0.88 through `masklet video`). On clips where an object stays hidden
+# for long, the bundled model moves that object's mask onto the other object (the model
+# card's "Known failure"), which is not what a first run should show.
+DEMO_SEED = 4
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--image", default=None, metavar="PNG|JPG", help="also write frame 0 as a sample image"
     )
-    p.add_argument("--seed", type=int, default=0, help="which synthetic clip (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=DEMO_SEED, help=f"which synthetic clip (default {DEMO_SEED})"
+    )
     p.add_argument("--frames", type=int, default=48, help="number of frames (default 48)")
     p.set_defaults(run=run)
 
