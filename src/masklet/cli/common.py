@@ -13,7 +13,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     choice.add_argument(
         "--model",
         default=None,
-        help=f"model name (see `masklet models`; default {DEFAULT_MODEL})",
+        help=f"model name (see `masklet models`; default {DEFAULT_MODEL}, downloaded on first "
+        "use; masklet-nano-synthetic is bundled and works offline)",
     )
     choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
     group.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
