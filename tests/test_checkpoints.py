@@ -12,13 +12,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from masklet import checkpoints
+from masklet import checkpoints, state_dicts
 from masklet.checkpoints import (
     CHECKPOINTS,
     cache_dir,
     cached_path,
     checkpoint_info,
-    detect_config,
     download,
     load_model,
     read_state_dict,
@@ -26,6 +25,7 @@ from masklet.checkpoints import (
 )
 from masklet.config import ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
+from masklet.state_dicts import detect_config
 from tests.parity.reference import perturbed_state_dict, reference_model, small_config
 
 TINY = "sam2.1_hiera_tiny"
@@ -72,7 +72,9 @@ def test_registry_names_accept_common_spellings() -> None:
 
 
 def test_unknown_name_lists_the_known_names() -> None:
-    with pytest.raises(CheckpointError, match="unknown checkpoint 'sam3'.*sam2.1_hiera_large"):
+    with pytest.raises(
+        CheckpointError, match="unknown model 'sam3'.*sam2.1_hiera_large.*masklet-nano-synthetic"
+    ):
         checkpoint_info("sam3")
     with pytest.raises(CheckpointError, match="sam2_hiera_tiny, sam2_hiera_small"):
         load_model("sam3_hiera_tiny")
@@ -183,7 +185,7 @@ def test_offline_download_fails_with_one_actionable_line(
     assert "\n" not in message
     assert message.startswith(f"checkpoint '{TINY}' is not in the cache ({cache / TINY}.pt)")
     assert "Temporary failure in name resolution" in message and "huggingface.co" in message
-    assert message.endswith(f"(masklet download {TINY}) or pass --checkpoint PATH")
+    assert f"`masklet download {TINY}`" in message and "load_model(path)" in message
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
@@ -205,8 +207,11 @@ def test_unreachable_hub_fails_at_once_without_calling_its_client(
         download(TINY)
 
     message = str(caught.value)
-    assert "\n" not in message and f"Hugging Face Hub: {reason}" in message
-    assert message.endswith("or pass --checkpoint PATH")
+    assert (
+        "\n" not in message
+        and f"Hugging Face Hub facebook/sam2.1-hiera-tiny/sam2.1_hiera_tiny.pt: {reason}" in message
+    )
+    assert "load a local file with load_model(path)" in message
     assert not cache.exists() or list(cache.iterdir()) == []  # no staging folder left
 
 
@@ -292,7 +297,7 @@ def test_truncated_file(
         read_state_dict(broken)
 
     message = str(caught.value)
-    assert str(broken) in message and "truncated, corrupt" in message
+    assert str(broken) in message and "truncated or corrupt" in message
     assert "download it again" in message and "\n" not in message
 
 
@@ -301,8 +306,21 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"trainer\.pt is not a SAM 2 checkpoint.*'epoch'"):
         read_state_dict(tmp_path / "trainer.pt")
     (tmp_path / "notes.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match="truncated, corrupt or not a PyTorch"):
+    with pytest.raises(CheckpointError, match=r"notes\.pt is not a checkpoint: it is a text file"):
         read_state_dict(tmp_path / "notes.pt")
+
+
+def test_an_image_given_as_checkpoint_is_named_and_not_called_damaged(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "photo.jpg")
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    for name, kind in (("photo.jpg", "a JPEG image"), ("photo.png", "a PNG image")):
+        with pytest.raises(CheckpointError) as caught:
+            read_state_dict(tmp_path / name)
+        message = str(caught.value)
+        assert f"{name} is not a checkpoint: it is {kind}" in message
+        assert "download it again" not in message and "corrupt" not in message
 
 
 # --------------------------------------------------------------------------------- detection
@@ -381,8 +399,17 @@ def test_load_model_by_name_offline_reports_the_cache_path(
 ) -> None:
     monkeypatch.setattr(checkpoints, "_open_url", _no_network)
     monkeypatch.setattr(checkpoints, "_hf_download", _no_hub)
-    with pytest.raises(CheckpointError, match="or pass --checkpoint PATH"):
+    with pytest.raises(CheckpointError) as caught:
         load_model(TINY)
+    message = str(caught.value)
+    assert str(cache / f"{TINY}.pt") in message
+    # each failed source is named by where it was fetched from, then why it failed
+    assert f"{CHECKPOINTS[TINY].url}: <urlopen error" in message
+    assert "facebook/sam2.1-hiera-tiny/sam2.1_hiera_tiny.pt: We couldn't connect" in message
+    assert "official URL:" not in message
+    # Python words in the library, the bundled model as the offline way out
+    assert "load_model(path)" in message and "--checkpoint" not in message
+    assert "'masklet-nano-synthetic' (works offline" in message
 
 
 def test_wrong_variant_lists_the_missing_keys(reference_builder: None, tmp_path: Path) -> None:
@@ -430,11 +457,8 @@ def test_wrong_size_reports_shapes(reference_builder: None, tiny_pt: Path) -> No
 @pytest.mark.parametrize(
     ("keep", "cause"),
     [
-        (
-            lambda k: k.startswith(("image_encoder", "sam_", "no_mem_embed")),
-            "image-only checkpoint",
-        ),
         (lambda k: k.startswith("sam_mask_decoder"), "probably not a SAM 2 checkpoint"),
+        (lambda k: not k.startswith("memory_attention.layers"), "only part of the video weights"),
     ],
 )
 def test_partial_checkpoints_name_the_likely_cause(
@@ -451,6 +475,25 @@ def test_partial_checkpoints_name_the_likely_cause(
     assert f"{len(tiny_state) - len(kept)} missing keys" in str(caught.value)
 
 
+def test_an_image_only_checkpoint_loads_and_refuses_video(
+    reference_builder: None, tmp_path: Path, tiny_state: dict[str, Tensor]
+) -> None:
+    from masklet.checkpoints import require_video_weights
+
+    kept = {
+        k: v
+        for k, v in tiny_state.items()
+        if k.startswith(("image_encoder", "sam_", "no_mem_embed"))
+    }
+    torch.save(kept, tmp_path / "image_only.pt")
+    model = load_model(tmp_path / "image_only.pt", config=small_config(TINY))
+    assert len(model.missing_video_weights) == len(tiny_state) - len(kept) > 0
+    for key, value in kept.items():
+        assert torch.equal(model.state_dict()[key], value)
+    with pytest.raises(CheckpointError, match=r"image-only checkpoint.*cannot track video"):
+        require_video_weights(model)
+
+
 def test_load_model_detects_the_variant_of_a_file(
     reference_builder: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -463,7 +506,7 @@ def test_load_model_detects_the_variant_of_a_file(
         seen.append(state_dict)
         return small_config(TINY)  # detect_config knows only full-size variants
 
-    monkeypatch.setattr(checkpoints, "detect_config", detect)
+    monkeypatch.setattr(state_dicts, "detect_config", detect)  # load_model imports it per call
     model = load_model(str(tmp_path / "x.pt"))
     assert len(seen) == 1 and sorted(seen[0]) == sorted(state)
     assert torch.equal(model.state_dict()["no_mem_embed"], state["no_mem_embed"])
@@ -528,8 +571,10 @@ def test_a_checkpoint_carrying_its_config_loads_without_a_variant(tmp_path) -> N
 def test_a_missing_bundled_model_says_how_to_fix_it(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from masklet import checkpoints
 
-    monkeypatch.setattr(checkpoints, "_BUNDLED_DIR", tmp_path)
-    with pytest.raises(checkpoints.CheckpointError, match="reinstall masklet or pass --checkpoint"):
+    monkeypatch.setattr(checkpoints, "BUNDLED_DIR", tmp_path)
+    with pytest.raises(
+        checkpoints.CheckpointError, match=r"reinstall masklet or load .* load_model\(path\)"
+    ):
         checkpoints.load_model("masklet-nano-synthetic")
 
 

@@ -81,6 +81,22 @@ def test_missing_names_are_generated_by_click_position() -> None:
     assert [p.obj_id for p in parsed] == [1, 2, 3]
 
 
+def test_generated_names_never_join_a_given_object() -> None:
+    parsed = parse_click_strings("[1,1],[2,2]", object_ids="object_2")
+    assert len(parsed.names) == 2, "the unnamed click must be its own object"
+    assert parsed.names[1] == "object_2"
+    assert parsed.names[2] != "object_2"
+    assert [p.points.tolist() for p in parsed] == [[[1, 1]], [[2, 2]]]
+
+
+def test_generated_names_skip_every_taken_name() -> None:
+    parsed = parse_click_strings("[1,1],[2,2],[3,3],[4,4]", object_ids="object_3,object_4")
+    names = list(parsed.names.values())
+    assert len(names) == 4 and len(set(names)) == 4
+    assert names[:2] == ["object_3", "object_4"]
+    assert all(name.startswith("object_") for name in names[2:])
+
+
 def test_numeric_ids_are_names_in_order_of_appearance() -> None:
     parsed = parse_click_strings("[1,1],[2,2],[3,3]", object_ids="7,3,7")
     assert parsed.names == {1: "7", 2: "3"}

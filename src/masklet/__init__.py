@@ -5,10 +5,16 @@ model = masklet.load_model("sam2.1_hiera_tiny")          # or a .pt / .safetenso
 predictor = masklet.ImagePredictor(model)
 predictor.set_image(masklet.read_image("photo.jpg"))
 masks, ious, logits = predictor.predict(point_coords=[[320, 240]], point_labels=[1])
+
+The names below are imported on first use, so `import masklet` (and the `masklet` command's
+help) does not import PyTorch until a model is needed.
 """
 
-from masklet.checkpoints import download, load_model
-from masklet.config import ModelConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from masklet.errors import (
     BusyError,
     CheckpointError,
@@ -17,10 +23,39 @@ from masklet.errors import (
     MaskletError,
     SessionNotFoundError,
 )
-from masklet.image_predictor import ImagePredictor
-from masklet.io.images import read_image
-from masklet.modeling.sam2 import SAM2Model, build_model
-from masklet.video.predictor import VideoPredictor
+
+if TYPE_CHECKING:
+    from masklet.checkpoints import download, load_model
+    from masklet.config import ModelConfig
+    from masklet.image_predictor import ImagePredictor
+    from masklet.io.images import read_image
+    from masklet.modeling.sam2 import SAM2Model, build_model
+    from masklet.video.predictor import VideoPredictor
+
+_LAZY: dict[str, str] = {
+    "download": "masklet.checkpoints",
+    "load_model": "masklet.checkpoints",
+    "ModelConfig": "masklet.config",
+    "ImagePredictor": "masklet.image_predictor",
+    "read_image": "masklet.io.images",
+    "SAM2Model": "masklet.modeling.sam2",
+    "build_model": "masklet.modeling.sam2",
+    "VideoPredictor": "masklet.video.predictor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'masklet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "BusyError",

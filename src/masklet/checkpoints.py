@@ -10,27 +10,46 @@ so they load strictly with no renaming. Hugging Face transformers safetensors ar
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import torch
-from torch import Tensor, nn
+from typing import IO, TYPE_CHECKING, Any
 
 from masklet.config import ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
-from masklet.hf_keys import hf_to_official, is_hf_layout
 from masklet.hub import hub_unreachable, quiet_hub
-from masklet.state_dicts import check_compatible, detect_config
+
+if TYPE_CHECKING:  # PyTorch is imported where a file is read or a model built, not here:
+    import torch  # `masklet models` and the CLI's help must not wait seconds for it
+    from torch import Tensor, nn
 
 _BASE_URL_20 = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
 _BASE_URL_21 = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+# Names this module used to import at the top; still importable from here, loaded on first use.
+_MOVED = {
+    "check_compatible": "masklet.state_dicts",
+    "detect_config": "masklet.state_dicts",
+    "hf_to_official": "masklet.hf_keys",
+    "is_hf_layout": "masklet.hf_keys",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module 'masklet.checkpoints' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_MOVED[name]), name)
+
+
 _CHUNK_BYTES = 1 << 20
+# How library errors tell the user to pass a local file; the CLI swaps in its own flag.
+LOCAL_FILE_HINT = "load_model(path)"
+NANO_MODEL = "masklet-nano-synthetic"  # shipped inside the package, see BUNDLED_MODELS
 _TIMEOUT_SECONDS = 30.0
 
 
@@ -82,8 +101,9 @@ def checkpoint_info(name: str) -> CheckpointInfo:
     key = _registry_key(name)
     if key is None:
         raise CheckpointError(
-            f"unknown checkpoint {name!r}; expected one of: {', '.join(CHECKPOINTS)} "
-            "(or a path to a .pt / .safetensors file)"
+            f"unknown model {name!r}; expected one of: {', '.join(CHECKPOINTS)} (official, "
+            f"downloaded on first use), {', '.join(BUNDLED_MODELS)} (bundled, works offline), "
+            "or a path to a .pt / .safetensors file"
         )
     return CHECKPOINTS[key]
 
@@ -113,17 +133,25 @@ def cached_path(name: str) -> Path | None:
 
 
 def download(name: str, *, force: bool = False, progress: bool = True) -> Path:
-    """Fetch an official checkpoint into the cache and return its path.
+    """Fetch an official checkpoint into the cache and return its path (a bundled model's
+    file is returned as it is: it needs no download).
 
     Tries the official URL, then the Hugging Face Hub. The file only appears under its final
     name once complete (and of the published size, when known).
     """
+    bundled = bundled_path(name)
+    if bundled is not None:
+        return bundled  # shipped inside the package: nothing to download
     info = checkpoint_info(name)
     target = cache_dir() / info.filename
     if target.is_file() and not force:
         return target
     reasons: list[str] = []
-    for source, fetch in (("official URL", _download_url), ("Hugging Face Hub", _download_hf)):
+    sources = (
+        (info.url, _download_url),
+        (f"Hugging Face Hub {info.hf_repo}/{info.hf_filename}", _download_hf),
+    )
+    for source, fetch in sources:
         try:
             fetch(info, target, progress)
             return target
@@ -131,13 +159,17 @@ def download(name: str, *, force: bool = False, progress: bool = True) -> Path:
             reasons.append(f"{source}: {_one_line(exc)}")
     raise CheckpointError(
         f"checkpoint {info.name!r} is not in the cache ({_display(target)}) and could not be "
-        f"downloaded ({'; '.join(reasons)}); download it on a machine with network "
-        f"(masklet download {info.name}) or pass --checkpoint PATH"
+        f"downloaded ({'; '.join(reasons)}); download it where there is network "
+        f"(masklet.download({info.name!r}) or `masklet download {info.name}`) and copy it to "
+        f"{_display(target)}, load a local file with {LOCAL_FILE_HINT}, or use the bundled "
+        f"model {NANO_MODEL!r} (works offline; trained on synthetic shapes only)"
     )
 
 
 def _open_url(url: str, timeout: float) -> IO[bytes]:
     """Opens `url` for reading; a separate function so tests can serve bytes without network."""
+    import urllib.request  # lazy, as every network module here: `masklet models` never needs one
+
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (fixed https URLs)
 
 
@@ -227,6 +259,17 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             f"checkpoint file not found: {file}; pass the path of a SAM 2 .pt or "
             ".safetensors file, or an official name such as sam2.1_hiera_tiny"
         )
+    kind = _file_kind(file)
+    if kind is not None:
+        raise CheckpointError(
+            f"{file} is not a checkpoint: it is {kind}, not a PyTorch (.pt) or safetensors "
+            "file; give the path of a SAM 2 checkpoint such as sam2.1_hiera_tiny.pt, or a model "
+            f"name such as {NANO_MODEL} (bundled, works offline)"
+        )
+    import torch
+
+    from masklet.hf_keys import hf_to_official, is_hf_layout
+
     loaded: Any
     try:
         if file.suffix == ".safetensors":
@@ -237,16 +280,54 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             loaded = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, pickle and safetensors errors share no base class
         raise CheckpointError(
-            f"cannot read checkpoint {file}: the file is truncated, corrupt or not a PyTorch / "
-            f"safetensors file ({type(exc).__name__}: {_one_line(exc)[:200]}); "
-            "delete it and download it again"
+            f"cannot read checkpoint {file}: the file is truncated or corrupt "
+            f"({type(exc).__name__}: {_one_line(exc)[:200]}); if it was downloaded, delete it "
+            "and download it again"
         ) from exc
     state_dict = _unwrap(loaded, file)
     return hf_to_official(state_dict) if is_hf_layout(state_dict) else state_dict
 
 
+_MAGIC_KINDS = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"RIFF", "a RIFF file (WebP image, WAV or AVI)"),
+    (b"\x1a\x45\xdf\xa3", "a Matroska / WebM video"),
+    (b"%PDF", "a PDF document"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+)
+
+
+def _file_kind(file: Path) -> str | None:
+    """What `file` is when its first bytes show it is not a checkpoint, else None.
+
+    Checkpoints start with a zip header (torch.save), a pickle protocol byte (legacy
+    torch.save) or an 8-byte length and "{" (safetensors); anything else cannot be one.
+    """
+    with open(file, "rb") as stream:
+        head = stream.read(16)
+    if not head:
+        return None  # an interrupted download: reported as truncated
+    if head.startswith(b"PK") or head[0] == 0x80 or head[8:9] == b"{":
+        return None
+    for magic, kind in _MAGIC_KINDS:
+        if head.startswith(magic):
+            return kind
+    if head[4:8] == b"ftyp":
+        return "an MP4 / MOV video or HEIC image"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "an unknown kind of file"
+    return "a text file"
+
+
 def _unwrap(loaded: Any, file: Path) -> dict[str, Tensor]:
     """Official files wrap the weights as {"model": state_dict}; bare state dicts are accepted."""
+    from torch import Tensor
+
     if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):
         loaded = loaded["model"]
     if (
@@ -268,6 +349,8 @@ def _unwrap(loaded: Any, file: Path) -> dict[str, Tensor]:
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """`device` as a torch.device; None picks CUDA, then Apple MPS, then the CPU."""
+    import torch
+
     if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -294,8 +377,8 @@ def _build_model(config: ModelConfig) -> nn.Module:
 
 
 # Models trained by masklet and shipped inside the package (no download needed).
-BUNDLED_MODELS: dict[str, str] = {"masklet-nano-synthetic": "masklet-nano-synthetic.pt"}
-_BUNDLED_DIR = Path(__file__).parent / "weights"
+BUNDLED_MODELS: dict[str, str] = {NANO_MODEL: f"{NANO_MODEL}.pt"}
+BUNDLED_DIR = Path(__file__).parent / "weights"
 
 
 def bundled_path(name: str) -> Path | None:
@@ -303,11 +386,11 @@ def bundled_path(name: str) -> Path | None:
     filename = BUNDLED_MODELS.get(name)
     if filename is None:
         return None
-    path = _BUNDLED_DIR / filename
+    path = BUNDLED_DIR / filename
     if not path.is_file():
         raise CheckpointError(
             f"the bundled model {name!r} is missing from this installation ({path}); "
-            "reinstall masklet or pass --checkpoint PATH"
+            f"reinstall masklet or load a checkpoint file with {LOCAL_FILE_HINT}"
         )
     return path
 
@@ -336,22 +419,92 @@ def load_model(
     file the variant is detected from its tensors unless `config` is given.
     """
     path = bundled_path(str(name_or_path)) or Path(name_or_path)
+    if path.is_dir() and (path / _HF_WEIGHTS).is_file():  # a save_pretrained folder
+        path = path / _HF_WEIGHTS
     registry_name = None if path.is_file() else _registry_key(str(name_or_path))
     if registry_name is not None:
         path = cached_path(registry_name) or download(registry_name)
         config = config or ModelConfig.named(registry_name)
     elif not path.is_file() and path.suffix not in {".pt", ".pth", ".safetensors"}:
         checkpoint_info(str(name_or_path))  # raises: unknown name, lists the known ones
+    from masklet.state_dicts import check_compatible, detect_config
+
     state_dict = read_state_dict(path)
-    config = config or stored_config(path) or detect_config(state_dict)
+    config = config or stored_config(path) or hf_saved_config(path, state_dict)
+    config = config or detect_config(state_dict)
     model = _build_model(config)
+    video_missing = missing_video_parts(model.state_dict(), state_dict)
+    if video_missing:  # an image-only file: fine for images, refused by VideoPredictor
+        initial = model.state_dict()
+        state_dict = {**{k: initial[k] for k in video_missing}, **state_dict}
     check_compatible(model, state_dict, config, path)
     model.load_state_dict(state_dict, strict=True)
+    model.missing_video_weights = tuple(video_missing)  # type: ignore[assignment]
     return model.eval().to(resolve_device(device))
+
+
+_HF_WEIGHTS = "model.safetensors"  # the file name transformers' save_pretrained writes
+# Tensors only the video path uses (memory attention and encoder, object pointers, no-object
+# and temporal embeddings): a transformers Sam2Model (images) has none of them.
+VIDEO_ONLY_PREFIXES = (
+    "memory_attention.",
+    "memory_encoder.",
+    "mask_downsample.",
+    "maskmem_tpos_enc",
+    "no_mem_pos_enc",
+    "no_obj_ptr",
+    "no_obj_embed_spatial",
+    "obj_ptr_proj.",
+    "obj_ptr_tpos_proj.",
+)
+
+
+def missing_video_parts(expected: Mapping[str, Any], state_dict: Mapping[str, Any]) -> list[str]:
+    """The model keys left to initialise when `state_dict` is an image-only checkpoint: every
+    video-only key of the model, when the file has none of them and nothing else is missing.
+    Empty for complete files, and for files that miss other keys (reported as a mismatch)."""
+    missing = [k for k in expected if k not in state_dict]
+    if not missing or any(k.startswith(VIDEO_ONLY_PREFIXES) for k in state_dict):
+        return []
+    return missing if all(k.startswith(VIDEO_ONLY_PREFIXES) for k in missing) else []
+
+
+def require_video_weights(model: nn.Module) -> None:
+    """Raise when `model` was loaded from an image-only checkpoint (it cannot track)."""
+    missing = getattr(model, "missing_video_weights", ())
+    if missing:
+        raise CheckpointError(
+            f"this model was loaded from an image-only checkpoint (such as transformers' "
+            f"Sam2Model.save_pretrained): its video parts (memory attention, memory encoder, "
+            f"object pointers: {len(missing)} tensors) are missing, so it segments images but "
+            "cannot track video; for video load a full SAM 2 checkpoint (an official .pt, or "
+            "a transformers Sam2VideoModel save)"
+        )
+
+
+def hf_saved_config(path: Path, state_dict: Mapping[str, Tensor]) -> ModelConfig | None:
+    """The model config of a transformers save (`config.json` beside `model.safetensors`):
+    the image size it declares, on the detected variant or on the trunk it describes."""
+    from masklet.hf_keys import hf_image_size, hf_trunk, read_hf_config
+    from masklet.state_dicts import detect_config
+
+    data = read_hf_config(path)
+    if data is None:
+        return None
+    try:
+        config = detect_config(state_dict)
+    except CheckpointError:  # not an official trunk: build it from the config.json
+        version = "sam2" if data.get("enable_occlusion_spatial_embedding") is False else "sam2.1"
+        base = ModelConfig.named(f"{version}_hiera_tiny").with_trunk(**hf_trunk(data))
+        config = dataclasses.replace(base, name=path.parent.name or base.name)
+    size = hf_image_size(data)
+    return dataclasses.replace(config, image_size=size) if size else config
 
 
 def stored_config(path: str | os.PathLike[str]) -> ModelConfig | None:
     """The model config a `.pt` carries under "model_config" (models trained with masklet)."""
+    import torch
+
     if Path(path).suffix == ".safetensors":
         return None
     try:

@@ -12,9 +12,12 @@ future transformers layout change fails loudly instead of loading half a model.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -235,3 +238,60 @@ def _put(out: dict[str, Tensor], key: str, value: Tensor) -> None:
     if key in out:
         raise CheckpointError(f"two Hugging Face keys map to the same official key {key!r}")
     out[key] = value
+
+
+# ---------------------------------------------------------------------------------------------
+# config.json written by `save_pretrained` beside `model.safetensors`
+
+HF_CONFIG_NAME = "config.json"
+
+
+def read_hf_config(checkpoint: Path) -> dict[str, Any] | None:
+    """The transformers `config.json` beside a `.safetensors` file, or None if there is none."""
+    if checkpoint.suffix != ".safetensors":
+        return None
+    path = checkpoint.parent / HF_CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"cannot read {path} (the transformers config beside {checkpoint.name}): {exc}; "
+            "fix or delete it, or pass the model config explicitly"
+        ) from exc
+    if not isinstance(data, dict) or not str(data.get("model_type", "")).startswith("sam2"):
+        return None  # another library's config.json: not ours to interpret
+    return data
+
+
+def hf_image_size(data: Mapping[str, Any]) -> int | None:
+    """The input size a transformers Sam2 config declares (video configs hold it at the top,
+    image configs in the prompt encoder and the backbone)."""
+    backbone = data.get("vision_config", {}).get("backbone_config", {})
+    for value in (
+        data.get("image_size"),
+        data.get("prompt_encoder_config", {}).get("image_size"),
+        backbone.get("image_size"),
+    ):
+        if isinstance(value, list) and value:
+            value = value[0]
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def hf_trunk(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The Hiera fields of masklet's HieraConfig that a transformers Sam2 config sets."""
+    backbone = data.get("vision_config", {}).get("backbone_config", {})
+    fields = {
+        "embed_dim": backbone.get("hidden_size"),
+        "num_heads": backbone.get("num_attention_heads"),
+        "stages": backbone.get("blocks_per_stage"),
+        "global_att_blocks": backbone.get("global_attention_blocks"),
+        "window_spec": backbone.get("window_size_per_stage"),
+        "window_pos_embed_bkg_spatial_size": backbone.get(
+            "window_positional_embedding_background_size"
+        ),
+    }
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if v is not None}

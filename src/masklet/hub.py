@@ -20,7 +20,6 @@ import logging
 import os
 import socket
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,6 +35,8 @@ def hub_endpoint() -> str:
 
 
 def _behind_proxy() -> bool:
+    import urllib.request  # slow to import (http, ssl, email): only when the Hub is used
+
     proxies = urllib.request.getproxies()
     return any(proxies.get(scheme) for scheme in ("https", "http", "all"))
 

@@ -13,7 +13,10 @@ Click strings follow the Replicate `meta/sam-2-video` inputs:
 * `click_object_ids` `"dog,dog,cat"`: clicks with the same name form one object. Clicks without
   a name get `object_<k>`, k being the click's 1-based position, as the Replicate predictor
   does (its readme's summary says names repeat like labels; its object-id section and code
-  generate names, and we follow those). Names map to ids 1, 2, 3... by first appearance.
+  generate names, and we follow those). An automatic name never equals a given one (or
+  another automatic one): when `object_<k>` is taken, the next free `object_<n>`, n > k, is
+  used, so an unnamed click never joins a named object by accident. Names map to ids 1, 2,
+  3... by first appearance.
 * Lists longer than the clicks are rejected (Replicate's readme does not define them).
 """
 
@@ -232,6 +235,20 @@ def _repeat_last(entries: list[str], count: int) -> list[str]:
     return entries + [entries[-1]] * (count - len(entries))
 
 
+def _auto_names(given: list[str], count: int) -> list[str]:
+    """Names for the clicks after the `given` ones: `object_<k>` (k the 1-based click position),
+    or the next free `object_<n>` when that is a given or already generated name."""
+    used = set(given)
+    names: list[str] = []
+    for position in range(len(given) + 1, count + 1):
+        number = position
+        while AUTO_NAME.format(number) in used:
+            number += 1
+        used.add(AUTO_NAME.format(number))
+        names.append(AUTO_NAME.format(number))
+    return names
+
+
 def parse_click_strings(
     coordinates: str,
     labels: str | None = None,
@@ -266,7 +283,7 @@ def parse_click_strings(
         frame_values.append(int(entry))
 
     given_names = _split_list("click_object_ids", object_ids, count) or []
-    names = given_names + [AUTO_NAME.format(k) for k in range(len(given_names) + 1, count + 1)]
+    names = given_names + _auto_names(given_names, count)
 
     ids: dict[str, int] = {}
     grouped: dict[tuple[int, int], list[int]] = {}  # (obj_id, frame) -> click positions

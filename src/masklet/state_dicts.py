@@ -113,7 +113,10 @@ def _likely_cause(
         )
     video_parts = ("memory_", "mask_downsample", "obj_ptr", "maskmem", "no_mem_pos", "no_obj")
     if missing and all(k.startswith(video_parts) for k in missing) and not unexpected:
-        return "this looks like an image-only checkpoint (transformers Sam2Model) without the video memory weights"
+        return (
+            "only part of the video weights are there (an image-only file, with none of them, "
+            "would load for images): the file was probably cut short or saved from another model"
+        )
     if mismatched or any(_TRUNK in k for k in missing + unexpected):
         return f"the checkpoint is probably another model size than {cfg.name!r}: omit the variant to detect it, or pass the right one"
     return "the checkpoint was probably saved from a different model; pass the matching variant"

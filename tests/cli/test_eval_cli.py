@@ -80,3 +80,13 @@ def test_eval_missing_prediction_names_the_file(
     (pred / "good" / "00001.png").unlink()
     assert main(["eval", str(pred), str(gt)]) == 2
     assert "good/00001.png" in capsys.readouterr().err
+
+
+def test_eval_says_which_objects_it_scored(
+    folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pred, gt = folders
+    assert main(["eval", str(pred), str(gt)]) == 0
+    assert "(DAVIS 2017 protocol)" in capsys.readouterr().out.splitlines()[1]
+    assert main(["eval", str(pred), str(gt), "--objects", "present"]) == 0
+    assert "not the DAVIS 2017 protocol" in capsys.readouterr().out.splitlines()[1]

@@ -166,3 +166,57 @@ def test_bad_inputs_are_typed_errors(davis: tuple[Path, Path], tmp_path: Path) -
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInputError, match="no sequence folders"):
         evaluate(pred, tmp_path / "empty")
+
+
+def _gap_sequence(tmp_path: Path, predicted_gap: bool = False) -> tuple[Path, Path]:
+    """First annotation ids {1, 3} (no 2); object 1 predicted exactly, object 3 missed."""
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    annotation = np.zeros((10, 10), np.uint8)
+    annotation[square(0, 0)] = 1
+    annotation[square(6, 6)] = 3
+    prediction = np.zeros_like(annotation)
+    prediction[square(0, 0)] = 1
+    if predicted_gap:
+        prediction[square(6, 0)] = 2  # an object the annotation does not have
+    write_sequence(gt, "gap", [annotation] * 3)
+    write_sequence(pred, "gap", [prediction] * 3)
+    return pred, gt
+
+
+def test_an_id_gap_is_scored_as_davis_2017_does(tmp_path: Path) -> None:
+    # davis2017-evaluation builds masks for ids 1..max(first annotation) = 1, 2, 3; object 2
+    # has an empty ground truth and no prediction: IoU and boundary F of two empty masks are 1.
+    result = evaluate(*_gap_sequence(tmp_path))
+    assert result.policy == "davis"
+    assert [(o.obj_id, o.on_first_frame) for o in result.objects] == [
+        (1, True),
+        (2, False),
+        (3, True),
+    ]
+    assert [o.j_mean for o in result.objects] == [1.0, 1.0, 0.0]
+    assert [o.f_mean for o in result.objects] == [1.0, 1.0, 0.0]
+    assert result.jf_mean == pytest.approx(2 / 3)
+    table = result.table()
+    assert "DAVIS 2017 protocol" in table and "not on the first annotation" in table
+
+
+def test_present_policy_scores_only_the_first_annotations_ids(tmp_path: Path) -> None:
+    result = evaluate(*_gap_sequence(tmp_path), objects="present")
+    assert [o.obj_id for o in result.objects] == [1, 3]
+    assert result.jf_mean == pytest.approx(1 / 2)
+    assert "not the DAVIS 2017 protocol" in result.table()
+
+
+def test_a_predicted_gap_id_scores_zero_and_larger_ids_are_refused(tmp_path: Path) -> None:
+    pred, gt = _gap_sequence(tmp_path, predicted_gap=True)
+    result = evaluate(pred, gt)
+    assert [o.j_mean for o in result.objects] == [1.0, 0.0, 0.0]  # pixels where none exist
+    with pytest.raises(InvalidInputError, match=r"ids \[2\] that are not scored"):
+        evaluate(pred, gt, objects="present")
+    beyond = np.zeros((10, 10), np.uint8)
+    beyond[square(0, 0)] = 4  # davis2017-evaluation stops on an id above the largest
+    write_sequence(pred, "gap", [beyond] * 3)
+    with pytest.raises(InvalidInputError, match=r"ids \[4\].*objects are \[1, 2, 3\]"):
+        evaluate(pred, gt)
+    with pytest.raises(InvalidInputError, match="objects must be one of davis, present"):
+        evaluate(pred, gt, objects="all")

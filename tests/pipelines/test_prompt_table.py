@@ -113,22 +113,27 @@ def image_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def python_field(case: Case, image_path: Path) -> str | None:
+def python_prompts(case: Case) -> list[ObjectPrompt]:
+    """The case as the Python API's typed prompts (their construction checks the numbers)."""
     mask = _mask(case.mask)
+    return [
+        ObjectPrompt(
+            frame=0,
+            obj_id=o["id"],
+            name="",
+            points=o.get("points"),
+            labels=o.get("labels"),
+            box=o.get("box"),
+            mask=mask if o.get("mask") else None,
+            where=f"prompts[{i}]",
+        )  # fmt: skip
+        for i, o in enumerate(case.objects)
+    ]
+
+
+def python_field(case: Case, image_path: Path) -> str | None:
     try:
-        prompts = [
-            ObjectPrompt(
-                frame=0,
-                obj_id=o["id"],
-                name="",
-                points=o.get("points"),
-                labels=o.get("labels"),
-                box=o.get("box"),
-                mask=mask if o.get("mask") else None,
-                where=f"prompts[{i}]",
-            )  # fmt: skip
-            for i, o in enumerate(case.objects)
-        ]
+        prompts = python_prompts(case)
         prepare_image(ImageRequest(image=image_path, prompts=prompts))
     except MaskletError as error:
         assert error.field is not None, error
@@ -219,21 +224,8 @@ def test_video_requests_follow_the_same_rules(
     from masklet.cli import video as video_cli
     from masklet.pipelines import VideoOutputs, VideoRequest, prepare_video
 
-    mask = _mask(case.mask)
     try:
-        prompts = [
-            ObjectPrompt(
-                frame=0,
-                obj_id=o["id"],
-                name="",
-                points=o.get("points"),
-                labels=o.get("labels"),
-                box=o.get("box"),
-                mask=mask if o.get("mask") else None,
-                where=f"prompts[{i}]",
-            )  # fmt: skip
-            for i, o in enumerate(case.objects)
-        ]
+        prompts = python_prompts(case)
         outputs = VideoOutputs(json=tmp_path / "v.json")
         prepare_video(VideoRequest(source=video_path, prompts=prompts, outputs=outputs)).close()
         python: str | None = None

@@ -178,7 +178,7 @@ def test_demo_video(tmp_path: Path) -> None:
     assert sorted(points) == [1, 2]
     source = open_frames(path)
     assert len(source) == 6
-    video = make_video(0, synthetic.demo_config(6, (64, 48)))
+    video = make_video(0, dataclasses.replace(synthetic.demo_config(6, (64, 48)), use_photos=False))
     for k, (x, y) in enumerate(points.values()):
         assert 0 <= x < 64 and 0 <= y < 48
         assert video.masks[0, k, y, x]  # the click lands on its object

@@ -13,7 +13,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     choice.add_argument(
         "--model",
         default=None,
-        help=f"model name (see `masklet models`; default {DEFAULT_MODEL})",
+        help=f"model name (see `masklet models`; default {DEFAULT_MODEL}, downloaded on first "
+        "use; masklet-nano-synthetic is bundled and works offline)",
     )
     choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
     group.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
@@ -22,9 +23,26 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def load_model_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The model the user asked for (downloading a registry model on first use)."""
     from masklet.checkpoints import load_model
+    from masklet.errors import CheckpointError
 
     source = args.checkpoint if args.checkpoint else (args.model or DEFAULT_MODEL)
-    return load_model(source, device=args.device)
+    try:
+        return load_model(source, device=args.device)
+    except CheckpointError as err:
+        raise in_cli_words(err, flag_given=bool(args.checkpoint)) from err
+
+
+def in_cli_words(err: Exception, *, flag_given: bool = False) -> Exception:
+    """A checkpoint error as the command line says it: the library's `load_model(path)` becomes
+    the `--checkpoint PATH` flag."""
+    from masklet.checkpoints import LOCAL_FILE_HINT
+    from masklet.errors import CheckpointError
+
+    message = str(err).replace(LOCAL_FILE_HINT, "--checkpoint PATH")
+    if flag_given:
+        message = message.replace("give the path of", "--checkpoint takes the path of")
+        message = message.replace("or a model name such as", "or use --model with a name such as")
+    return CheckpointError(message)
 
 
 VALUE_FLAGS = ("--point", "--box")  # flags whose value may start with "-" (a negative number)

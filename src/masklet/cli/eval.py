@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from masklet.errors import InvalidInputError
-from masklet.eval.davis import evaluate
+from masklet.eval.davis import OBJECT_POLICIES, evaluate
 from masklet.eval.metrics import DAVIS_BOUND_TH
 
 
@@ -34,6 +34,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="boundary tolerance: fraction of the image diagonal, or pixels if >= 1 "
         f"(default {DAVIS_BOUND_TH}, as DAVIS)",
     )
+    p.add_argument(
+        "--objects",
+        choices=OBJECT_POLICIES,
+        default="davis",
+        help="davis (default, the DAVIS 2017 protocol): ids 1..max of each first annotation, "
+        "an id missing there counts as perfect unless predicted; present: only the ids on "
+        "the first annotation (not comparable with published numbers)",
+    )
     p.set_defaults(run=run)
 
 
@@ -50,7 +58,11 @@ def parse_sequences(text: str | None) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate(
-        args.pred_dir, args.gt_dir, parse_sequences(args.sequences), bound_th=args.bound_th
+        args.pred_dir,
+        args.gt_dir,
+        parse_sequences(args.sequences),
+        bound_th=args.bound_th,
+        objects=args.objects,
     )
     print(result.table())
     if args.csv is not None:

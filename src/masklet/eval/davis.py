@@ -1,8 +1,12 @@
 """DAVIS 2017 semi-supervised evaluation of DAVIS-layout folders or in-memory arrays.
 
 Protocol (as davis2017-evaluation):
-- the objects of a sequence are the ids of its first annotated frame (255 = void counts as
-  background); a prediction names objects by the same pixel values;
+- the objects of a sequence are the ids 1..N, N the largest id of its first annotated frame
+  (255 = void counts as background); a prediction names objects by the same pixel values. An
+  id missing from the first annotation (a gap, e.g. {1, 3}) is still scored, against an empty
+  ground truth: it counts as perfect (J = F = 1) where the prediction has no pixel of it. This
+  is `objects="davis"`, the default; `objects="present"` scores only the ids present on the
+  first annotation (masklet's behaviour before, not comparable with published numbers);
 - the first frame (given as the prompt) and the last frame are not scored;
 - per object, J-mean and F-mean are means over the scored frames;
 - global scores are means over all objects of all sequences (not over sequences), and
@@ -17,6 +21,7 @@ empty mask.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -34,6 +39,12 @@ VOID_ID = (
     255  # DAVIS marks pixels to ignore with 255; the 2017 evaluation scores them as background
 )
 _ANNOTATIONS = "Annotations"
+OBJECT_POLICIES = ("davis", "present")
+_POLICY_TEXT = {
+    "davis": "objects 1..max id of each first annotation, absent ids perfect when not "
+    "predicted (DAVIS 2017 protocol)",
+    "present": "objects = ids present on each first annotation (not the DAVIS 2017 protocol)",
+}
 _DAVIS_RESOLUTION = "480p"
 
 
@@ -45,6 +56,7 @@ class ObjectScore:
     obj_id: int
     j_per_frame: tuple[float, ...]
     f_per_frame: tuple[float, ...]
+    on_first_frame: bool = True  # False: an id in a gap of the first annotation's ids
 
     @property
     def j_mean(self) -> float:
@@ -82,6 +94,7 @@ class EvalResult:
     """Scores of every object; sequence and global means are derived from them."""
 
     objects: tuple[ObjectScore, ...]
+    policy: str = "davis"  # which objects were scored: one of OBJECT_POLICIES
 
     @property
     def j_mean(self) -> float:
@@ -118,6 +131,7 @@ class EvalResult:
         lines = [
             f"global ({len(self.objects)} objects in {len(self.sequences)} sequences): "
             f"J&F {self.jf_mean:.4f}  J {self.j_mean:.4f}  F {self.f_mean:.4f}",
+            f"scored: {_POLICY_TEXT.get(self.policy, self.policy)}",
             f"{'sequence':<{width}}  {'object':>6}  {'J&F':>6}  {'J':>6}  {'F':>6}",
         ]
         for seq in self.sequences:
@@ -127,9 +141,10 @@ class EvalResult:
             )
             for o in self.objects:
                 if o.sequence == seq.sequence:
+                    absent = "" if o.on_first_frame else "  (not on the first annotation)"
                     lines.append(
                         f"{'':<{width}}  {o.obj_id:>6}  {o.jf_mean:6.4f}  {o.j_mean:6.4f}  "
-                        f"{o.f_mean:6.4f}"
+                        f"{o.f_mean:6.4f}{absent}"
                     )
         return "\n".join(lines)
 
@@ -236,7 +251,7 @@ def _read_ids(path: Path) -> np.ndarray:
 
 
 def _evaluate_sequence(
-    name: str, pred_dir: Path, gt_dir: Path, bound_th: float
+    name: str, pred_dir: Path, gt_dir: Path, bound_th: float, objects: str
 ) -> tuple[ObjectScore, ...]:
     gt_files = sorted(gt_dir.glob("*.png"))
     if len(gt_files) < 3:
@@ -247,7 +262,8 @@ def _evaluate_sequence(
     if not pred_dir.is_dir():
         raise InvalidInputError(f"no predictions for sequence {name!r}: {pred_dir} is missing")
     first = read_palette_png(gt_files[0])
-    ids = [int(i) for i in np.unique(first) if i not in (0, VOID_ID)]
+    present = [int(i) for i in np.unique(first) if i not in (0, VOID_ID)]
+    ids = scored_ids(present, objects)
     gt_list, pred_list = [], []
     for gt_file in gt_files[1:-1]:
         gt_list.append(read_palette_png(gt_file))
@@ -263,15 +279,38 @@ def _evaluate_sequence(
     )
     if unknown:
         raise InvalidInputError(
-            f"sequence {name!r}: predictions hold object ids {unknown} that are not in the first "
-            f"annotation (ids {ids}); use the annotation's ids"
+            f"sequence {name!r}: predictions hold object ids {unknown} that are not scored "
+            f"(the first annotation has ids {present}, so the objects are {ids}); "
+            "use the annotation's ids"
         )
     return tuple(
-        _score_object(
-            name, obj_id, [p == obj_id for p in pred_list], [g == obj_id for g in gt_list], bound_th
+        dataclasses.replace(
+            _score_object(
+                name,
+                obj_id,
+                [p == obj_id for p in pred_list],
+                [g == obj_id for g in gt_list],
+                bound_th,
+            ),
+            on_first_frame=obj_id in present,
         )
         for obj_id in ids
     )
+
+
+def scored_ids(present: Sequence[int], objects: str = "davis") -> list[int]:
+    """The object ids scored for a first annotation holding the ids `present`.
+
+    `"davis"`: 1..max(present), as davis2017-evaluation (which builds one mask per id up to
+    the largest); `"present"`: only the ids present.
+    """
+    if objects not in OBJECT_POLICIES:
+        raise InvalidInputError(
+            f"objects must be one of {', '.join(OBJECT_POLICIES)}, got {objects!r}"
+        )
+    if objects == "present" or not present:
+        return sorted(present)
+    return list(range(1, max(present) + 1))
 
 
 def evaluate(
@@ -279,12 +318,16 @@ def evaluate(
     gt_root: str | os.PathLike[str],
     sequences: Sequence[str] | None = None,
     bound_th: float = DAVIS_BOUND_TH,
+    objects: str = "davis",
 ) -> EvalResult:
     """Score the predictions under `pred_root` against the annotations under `gt_root`.
 
     Arguments:
       sequences: names to score (default: every sequence folder of `gt_root`, sorted).
+      objects: "davis" (ids 1..max of each first annotation, the DAVIS 2017 protocol) or
+        "present" (only the ids on the first annotation); see the module docstring.
     """
+    scored_ids([], objects)  # an unknown policy fails before any file is read
     gt_dir = _mask_dir(Path(gt_root))
     pred_dir = _mask_dir(Path(pred_root))
     if sequences is None:
@@ -296,7 +339,7 @@ def evaluate(
         missing = [n for n in names if not (gt_dir / n).is_dir()]
         if missing:
             raise InvalidInputError(f"no annotations for sequences {missing} in {gt_dir}")
-    objects: list[ObjectScore] = []
+    scores: list[ObjectScore] = []
     for name in names:
-        objects.extend(_evaluate_sequence(name, pred_dir / name, gt_dir / name, bound_th))
-    return EvalResult(tuple(objects))
+        scores.extend(_evaluate_sequence(name, pred_dir / name, gt_dir / name, bound_th, objects))
+    return EvalResult(tuple(scores), policy=objects)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from masklet.io.masks import (
 )
 from masklet.io.overlay import MASK_TYPES, render_mask_type
 from masklet.io.records import FrameProvider, FrameRecord
+from masklet.io.spool import Spool
 from masklet.io.video import SOURCE_TIME_BASE, VideoWriter, frame_rate
 
 PNG_NAME = "{:05d}.png"  # DAVIS frame naming: 00000.png, 00001.png, ...
@@ -54,45 +55,6 @@ def check_interval(interval: int) -> int:
             f"other frame, ...), got {interval!r}"
         )
     return int(interval)
-
-
-class _Spool:
-    """Byte records keyed by frame index, parked in an unnamed temporary file.
-
-    Only the index `frame -> (offset, length)` lives in RAM. The file has no name on disk
-    (deleted on creation where the OS allows), so a crash leaves nothing behind.
-    """
-
-    def __init__(self, folder: Path | None = None) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile(dir=folder)
-        self._index: dict[int, tuple[int, int]] = {}
-
-    def put(self, key: int, data: bytes) -> None:
-        self._file.seek(0, os.SEEK_END)
-        self._index[key] = (self._file.tell(), len(data))
-        self._file.write(data)
-
-    def get(self, key: int) -> bytes:
-        offset, length = self._index[key]
-        self._file.seek(offset)
-        return self._file.read(length)
-
-    def pop(self, key: int) -> bytes:
-        data = self.get(key)
-        del self._index[key]
-        return data
-
-    def __contains__(self, key: int) -> bool:
-        return key in self._index
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def keys(self) -> list[int]:
-        return sorted(self._index)
-
-    def close(self) -> None:
-        self._file.close()
 
 
 class FrameSink(abc.ABC):
@@ -202,7 +164,7 @@ class OverlayVideoSink(FrameSink):
             own = getattr(source, "path", None)  # a video file's own audio (not a folder's)
             audio_from = own if own is not None and Path(own).is_file() else None
         fps: Fraction = frame_rate(source.fps) / self.output_frame_interval
-        self._spool = _Spool(self.path.parent if self.path.parent.is_dir() else None)
+        self._spool = Spool(self.path.parent if self.path.parent.is_dir() else None)
         try:
             self._writer = VideoWriter(
                 self.path,
@@ -412,7 +374,7 @@ class CocoJsonSink(FrameSink):
         self.output_frame_interval = check_interval(output_frame_interval)
         self.names: dict[int, str] = {}
         self.size: tuple[int, int] | None = None  # (H, W) from the masks when no source
-        self._spool = _Spool(self.path.parent if self.path.parent.is_dir() else None)
+        self._spool = Spool(self.path.parent if self.path.parent.is_dir() else None)
         self._closed = False
 
     @property

@@ -14,6 +14,7 @@ photos available: see `masklet.train.textures`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -380,7 +381,8 @@ def click_point(mask: np.ndarray) -> tuple[int, int]:
 
 def demo_config(num_frames: int = 48, size: tuple[int, int] = (256, 192)) -> SyntheticConfig:
     """The config of `make_demo_video` (`size` = (width, height)): two objects that are
-    hidden or leave the frame half of the time, so tracking has something to recover from."""
+    hidden or leave the frame half of the time, so tracking has something to recover from.
+    (`make_demo_video` turns the photos off.)"""
     width, height = size
     return SyntheticConfig(
         height=height, width=width, num_frames=num_frames, min_objects=2, max_objects=2,
@@ -394,16 +396,24 @@ def make_demo_video(
     num_frames: int = 48,
     size: tuple[int, int] = (256, 192),
     fps: float = 24,
+    image_path: str | Path | None = None,
 ) -> dict[int, tuple[int, int]]:
-    """Write a synthetic MP4 (`size` = (width, height)) with two objects to track.
+    """Write a synthetic MP4 (`size` = (width, height)) with two objects to track, and its
+    frame 0 as a sample image at `image_path` (PNG or JPEG by its suffix) if given.
 
     Returns:
-      object id -> (x, y) click point inside that object on frame 0.
+      object id -> (x, y) click point deep inside that object on frame 0 (ids 1, 2 in the
+      clip's own object order, the same with or without optional packages).
     """
     from masklet.io.video import VideoWriter
 
-    video = make_video(seed, demo_config(num_frames, size))
+    # Procedural textures only: the clip (and the clicks printed for it) must be the same
+    # with and without the optional scikit-image photos.
+    config = dataclasses.replace(demo_config(num_frames, size), use_photos=False)
+    video = make_video(seed, config)
     with VideoWriter(path, fps=fps, size=size) as writer:
         for frame in video.frames:
             writer.write(frame)
+    if image_path is not None:
+        Image.fromarray(video.frames[0]).save(image_path)
     return {obj_id: click_point(video.masks[0, k]) for k, obj_id in enumerate(video.obj_ids)}
