@@ -99,8 +99,8 @@ def test_malformed_image_prompts_name_the_field(client: TestClient, image_bytes:
         # objects[i] of the form is the request's prompts[i], as in the CLI and Python API
         json.dumps({"objects": [{"id": 1, "points": [[1, 2, 3]]}]}): "prompts[0].points[0]",
         json.dumps({"objects": [{"id": 1, "points": [[1, 2]], "labels": [1, 0]}]}): "prompts[0].labels",
-        json.dumps({"objects": [{"id": 0, "box": [0, 0, 5, 5]}]}): "prompts[0].id",
-        json.dumps({"objects": []}): "prompts.objects",
+        json.dumps({"objects": [{"id": 0, "box": [0, 0, 5, 5]}]}): "prompts[0].object",
+        json.dumps({"objects": []}): "prompts",
         json.dumps({"objects": [{"id": 1, "points": [[500, 5]]}]}): "prompts[0].points[0]",
     }  # fmt: skip
     for prompts, field in cases.items():

@@ -212,8 +212,8 @@ def test_malformed_text_requests_name_the_field(
         ({"text": "dog", "box_threshold": 1.5}, "prompts.box_threshold"),
         ({"text": "dog", "text_threshold": "high"}, "prompts.text_threshold"),
         ({"text": "dog", "max_objects": 0}, "prompts.max_objects"),
-        ({"objects": []}, "prompts.objects"),
-        ({}, "prompts.objects"),
+        ({"objects": []}, "prompts"),  # nothing to segment: the pipeline's one rule
+        ({}, "prompts"),
     ]
     for prompts, field in image_cases:
         response = segment(client, image_bytes, prompts)
