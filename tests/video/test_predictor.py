@@ -145,6 +145,40 @@ def test_tracking_again_from_another_objects_prompt_keeps_what_it_reads(
         assert torch.equal(bounded[f], everything[f]), f
 
 
+def test_tracking_again_with_bounded_memory_matches_the_reference(
+    short_memory_model, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    # the same restart against the reference SAM2VideoPredictor, which never drops an output,
+    # on the same decoded frames (a JPEG folder both read)
+    from PIL import Image
+
+    from tests.parity.reference import reference_video_model
+    from tests.parity.test_video_predictor_parity import _upcast_memory
+
+    for t, frame in enumerate(frames(20)):
+        Image.fromarray(frame).save(tmp_path / f"{t:05d}.jpg", quality=95)
+    with torch.random.fork_rng(devices=[]):
+        ref = reference_video_model(short_memory_model.config)
+    ref.load_state_dict(short_memory_model.state_dict())
+    _upcast_memory(ref)
+    ours = VideoPredictor(short_memory_model, fill_hole_area=0)
+    s_ours = ours.init_state(tmp_path)  # memory_window="auto"
+    with torch.inference_mode():
+        s_ref = ref.init_state(str(tmp_path))
+    for predictor, state in ((ours, s_ours), (ref, s_ref)):
+        predictor.add_new_points_or_box(state, 0, 1, points=[[8, 18]], labels=[1])
+        predictor.add_new_points_or_box(state, 12, 2, box=[20, 5, 50, 40])
+        for _ in predictor.propagate_in_video(state):
+            pass
+    got = list(ours.propagate_in_video(s_ours, start_frame_idx=12, reverse=True))
+    expected = list(ref.propagate_in_video(s_ref, start_frame_idx=12, reverse=True))
+    assert [f for f, _, _ in got] == [f for f, _, _ in expected] == list(range(12, -1, -1))
+    assert_objects_tracked(expected[0][2], 12)
+    for (f, _, a), (_, _, b) in zip(got, expected):
+        assert torch.allclose(a, b, atol=1e-4), (f, float((a - b).abs().max()))
+    assert s_ours.stored_outputs() < 2 * 20  # it did prune
+
+
 def test_batched_objects_equal_objects_tracked_alone(model) -> None:  # type: ignore[no-untyped-def]
     predictor = VideoPredictor(model, fill_hole_area=0, batch_objects=True)
     video = frames(8)
