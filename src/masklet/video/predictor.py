@@ -88,8 +88,10 @@ class VideoPredictor:
     ) -> VideoSession:
         """A new session on a video file, a frame folder, frames, or (None) a live source.
 
-        memory_window: "auto" keeps what tracking can read; None keeps every output (exactly the
-        reference's behaviour for corrections far from the frontier, unbounded memory).
+        memory_window: "auto" keeps what tracking can read when it (re)starts at the frontier or
+        at any object's prompted frame; None keeps every output (exactly the reference's
+        behaviour also when tracking restarts elsewhere, or after a prompt added far from the
+        frontier once tracking passed it; unbounded memory).
         """
         frames = LiveSource(fps=fps or 30.0) if source is None else open_frames(source, fps=fps)
         window = self.default_memory_window() if memory_window == "auto" else memory_window

@@ -109,7 +109,7 @@ class VideoSession:
     source: FrameSource
     features: FeatureCache
     # non-conditioning outputs farther than this from the tracking frontier and from every
-    # prompted frame are dropped (None keeps everything, as the reference does)
+    # prompted frame of any object are dropped (None keeps everything, as the reference does)
     memory_window: int | None
     objects: dict[int, ObjectTrack] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
@@ -152,8 +152,16 @@ class VideoSession:
         if self.memory_window is None:
             return
         w = self.memory_window
+        # A propagation may start again at the frontier or at ANY object's prompted frame (the
+        # default start is the first prompted frame over all objects), and its first frames read
+        # every object's tracked outputs up to `w` frames on the side it comes from (e.g.
+        # backward from frame s reads s+1, s+2, ... of the objects not prompted on s). So the
+        # anchors are the prompted frames of every object, not only the object's own: with
+        # per-object anchors, object 1 (prompted on 0) lost frames 6..8 after a forward pass,
+        # which a backward pass from object 2's prompt on frame 5 reads.
+        prompted = {t for track in self.objects.values() for t in track.cond}
+        anchors = [frontier, *sorted(prompted)]
         for track in self.objects.values():
-            anchors = [frontier, *track.cond]
             stale = [t for t in track.non_cond if all(abs(t - a) > w for a in anchors)]
             for t in stale:
                 del track.non_cond[t]
