@@ -22,7 +22,7 @@ from typing import IO, Any
 import torch
 from torch import Tensor, nn
 
-from masklet.config import ModelConfig
+from masklet.config import DEFAULT_MODEL, ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
 from masklet.hf_keys import hf_to_official, is_hf_layout
 from masklet.hub import hub_unreachable, quiet_hub
@@ -313,7 +313,7 @@ def bundled_path(name: str) -> Path | None:
 
 
 AUTO_MODEL = "auto"
-_AUTO_PREFERENCE = ("sam2.1_hiera_tiny", "masklet-nano-synthetic")
+_AUTO_PREFERENCE = (DEFAULT_MODEL, "masklet-nano-synthetic")
 
 
 def resolve_model_name(name: str) -> str:
