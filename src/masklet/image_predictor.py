@@ -143,9 +143,15 @@ class ImagePredictor:
         """
         features = self._require_features("predict")
         out = self.predict_full(
-            point_coords, point_labels, box, mask_input, multimask_output, return_logits,
-            normalize_coords, image_index=len(features.orig_hw) - 1,
-        )  # fmt: skip
+            point_coords=point_coords,
+            point_labels=point_labels,
+            box=box,
+            mask_input=mask_input,
+            multimask_output=multimask_output,
+            return_logits=return_logits,
+            normalize_coords=normalize_coords,
+            image_index=len(features.orig_hw) - 1,
+        )
         return _squeeze_numpy(out)
 
     def predict_batch(
@@ -174,12 +180,15 @@ class ImagePredictor:
         masks, ious, logits = [], [], []
         for i in range(n):
             out = self.predict_full(
-                point_coords_batch[i] if point_coords_batch is not None else None,
-                point_labels_batch[i] if point_labels_batch is not None else None,
-                box_batch[i] if box_batch is not None else None,
-                mask_input_batch[i] if mask_input_batch is not None else None,
-                multimask_output, return_logits, normalize_coords, image_index=i,
-            )  # fmt: skip
+                point_coords=point_coords_batch[i] if point_coords_batch is not None else None,
+                point_labels=point_labels_batch[i] if point_labels_batch is not None else None,
+                box=box_batch[i] if box_batch is not None else None,
+                mask_input=mask_input_batch[i] if mask_input_batch is not None else None,
+                multimask_output=multimask_output,
+                return_logits=return_logits,
+                normalize_coords=normalize_coords,
+                image_index=i,
+            )
             m, s, lo = _squeeze_numpy(out)
             masks.append(m)
             ious.append(s)
@@ -202,7 +211,9 @@ class ImagePredictor:
         the object scores."""
         features = self._require_features("predict")
         hw = features.orig_hw[image_index]
-        points = self._prepare_points(point_coords, point_labels, box, hw, normalize_coords)
+        points = self._prepare_points(
+            point_coords, point_labels, box, hw=hw, normalize=normalize_coords
+        )
         mask = self._prepare_mask(mask_input)
         model = self.model
         sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask)
@@ -231,6 +242,7 @@ class ImagePredictor:
         point_coords: ArrayLike | None,
         point_labels: ArrayLike | None,
         box: ArrayLike | None,
+        *,
         hw: tuple[int, int],
         normalize: bool,
     ) -> tuple[Tensor, Tensor] | None:

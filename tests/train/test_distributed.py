@@ -77,7 +77,9 @@ def _one_process_step(cfg: TrainConfig, data: MovingSquares) -> torch.nn.Module:
         torch.manual_seed(loop._seed(cfg.seed, 0, loop._STREAM_TORCH, rank))
         gen = torch.Generator().manual_seed(loop._seed(cfg.seed, 0, loop._STREAM_PROMPTS, rank))
         rng = np.random.default_rng(loop._seed(cfg.seed, 0, loop._STREAM_OBJECTS, rank))
-        (clip_loss(model, clips, cfg, rng, gen).total / 2).backward()  # gradients accumulate
+        (
+            clip_loss(model, clips, cfg, rng=rng, gen=gen).total / 2
+        ).backward()  # gradients accumulate
     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     optimizer.step()
     scheduler.step()

@@ -97,8 +97,8 @@ def _run(
         model,
         [data.clip(0, np.random.default_rng(0))],
         config,
-        np.random.default_rng(seed),
-        torch.Generator().manual_seed(seed),
+        rng=np.random.default_rng(seed),
+        gen=torch.Generator().manual_seed(seed),
     )
     return rec
 

@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--stop-at must be at least 1, got {args.stop_at}")
     config = resolve_model(config)  # the init checkpoint's own model unless one is given
     dataset = open_dataset(
-        config.data, model_config(config.model).image_size, config.num_frames, seed=config.seed,
+        config.data, model_config(config.model).image_size, num_frames=config.num_frames,
+        seed=config.seed,
         num_synthetic=config.num_synthetic, occlusion_prob=config.occlusion_prob,
     )  # fmt: skip
     result = train(config, dataset, stop_at=args.stop_at, log=print)

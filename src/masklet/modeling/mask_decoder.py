@@ -42,6 +42,7 @@ class MaskDecoder(nn.Module):
         self,
         config: MaskDecoderConfig,
         transformer_dim: int,
+        *,
         use_high_res_features: bool,
         iou_prediction_use_sigmoid: bool,
         pred_obj_scores: bool,

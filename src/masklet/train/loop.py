@@ -178,7 +178,7 @@ def run_training(
         torch.manual_seed(_seed(config.seed, step, _STREAM_TORCH, *worker))  # dropout
         gen = torch.Generator().manual_seed(_seed(config.seed, step, _STREAM_PROMPTS, *worker))
         objects_rng = np.random.default_rng(_seed(config.seed, step, _STREAM_OBJECTS, *worker))
-        terms = clip_loss(model, clips, config, objects_rng, gen)
+        terms = clip_loss(model, clips, config, rng=objects_rng, gen=gen)
         optimizer.zero_grad(set_to_none=True)
         # every frame given as a mask prompt leaves nothing to learn from this batch
         if terms.total.requires_grad:
@@ -224,4 +224,11 @@ def run_training(
                 "train_config": json.dumps(recipe_dict(config)),
             }
             torch.save(final, tmp)
-    return TrainResult(model, losses, max(end, start), checkpoint, model_path, report)
+    return TrainResult(
+        model=model,
+        losses=losses,
+        step=max(end, start),
+        checkpoint=checkpoint,
+        model_path=model_path,
+        init_report=report,
+    )

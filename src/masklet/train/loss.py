@@ -17,6 +17,7 @@ Every term is averaged over the B objects of the batch, as SAM 2 divides by the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,6 +177,7 @@ def sam_loss(
     ious_pred: Tensor,
     object_score_logits: Tensor,
     target: Tensor,
+    *,
     weights: LossWeights | None = None,
 ) -> LossTerms:
     """Loss of one prediction step for a batch of B objects.
@@ -228,4 +230,5 @@ def sam_loss(
 def zero_terms(device: torch.device | str | None = None) -> LossTerms:
     """All terms zero: the start of a sum over frames and correction rounds."""
     zero = torch.zeros((), device=device)
-    return LossTerms(zero, zero, zero, zero, zero, zero, zero)
+    names = [f.name for f in dataclasses.fields(LossTerms)]
+    return LossTerms(**dict.fromkeys(names, zero))

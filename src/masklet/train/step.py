@@ -87,7 +87,11 @@ class _Batch:
     def loss(self, sam: SamHeadOutput, gt: Tensor) -> LossTerms:
         """The loss of one prediction against gt [N, 1, S, S]."""
         return sam_loss(
-            sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, self.config.loss
+            sam.high_res_multimasks,
+            sam.ious,
+            sam.object_score_logits,
+            gt,
+            weights=self.config.loss,
         )
 
 
@@ -252,10 +256,12 @@ def clip_loss(
     model: SAM2Model,
     clips: list[Clip],
     config: TrainConfig,
+    *,
     rng: np.random.Generator,
     gen: torch.Generator,
 ) -> LossTerms:
-    """Loss of one batch of clips: prompt the conditioning frames, track the rest."""
+    """Loss of one batch of clips: prompt the conditioning frames, track the rest. `rng`
+    picks the objects of each clip, `gen` the prompts."""
     device = model.device
     images, gt, owners, num_frames = _batch(clips, config, rng, device)
     features = model.forward_image(images)  # every frame of every clip, clip-major

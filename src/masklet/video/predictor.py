@@ -156,7 +156,7 @@ class VideoPredictor:
             coords, labs = torch.cat([old[0], coords], dim=1), torch.cat([old[1], labs], dim=1)
         track.point_inputs[frame_idx] = (coords, labs)
         track.mask_inputs.pop(frame_idx, None)
-        return self._prompt_frame(session, track, frame_idx, (coords, labs), None)
+        return self._prompt_frame(session, track, frame_idx, points=(coords, labs))
 
     @torch.inference_mode()
     def add_new_mask(
@@ -175,15 +175,16 @@ class VideoPredictor:
             m = (m >= 0.5).float()
         track.mask_inputs[frame_idx] = m
         track.point_inputs.pop(frame_idx, None)
-        return self._prompt_frame(session, track, frame_idx, None, m)
+        return self._prompt_frame(session, track, frame_idx, mask=m)
 
     def _prompt_frame(
         self,
         session: VideoSession,
         track: ObjectTrack,
         frame_idx: int,
-        points: tuple[Tensor, Tensor] | None,
-        mask: Tensor | None,
+        *,
+        points: tuple[Tensor, Tensor] | None = None,
+        mask: Tensor | None = None,
     ) -> Output:
         is_init = frame_idx not in track.tracked
         reverse = False if is_init else track.tracked[frame_idx]
@@ -406,7 +407,13 @@ class VideoPredictor:
         logits = torch.cat([low_res[i].to(self.device) for i in ids], dim=0)  # [N, 1, h, w]
         video = self._maybe_non_overlap(self._to_video_res(session, logits))
         obj_scores = torch.cat([scores[i].to(self.device) for i in ids], dim=0)
-        return FrameResult(frame_idx, ids, video, obj_scores, dict(session.names))
+        return FrameResult(
+            frame_idx=frame_idx,
+            obj_ids=ids,
+            mask_logits=video,
+            object_scores=obj_scores,
+            names=dict(session.names),
+        )
 
     # ---- editing ----------------------------------------------------------------------------
 
