@@ -147,3 +147,27 @@ def test_upscale_masks_matches_reference_postprocess(reference_transforms):
     masks = torch.randn(1, 3, 64, 64)
     expected = reference_transforms[256].postprocess_masks(masks, (120, 90))
     assert torch.equal(upscale_masks(masks, (120, 90)), expected)
+
+
+def test_mask_to_logits_gives_confident_prompt_logits() -> None:
+    from masklet.modeling.logits import MASK_LOGIT
+    from masklet.transforms import mask_to_logits
+
+    mask = np.zeros((64, 64), bool)
+    mask[:, :32] = True  # left half
+    logits = mask_to_logits(mask, (16, 16))
+    assert logits.shape == (1, 16, 16)
+    assert np.allclose(logits[0, :, :7], MASK_LOGIT) and np.allclose(logits[0, :, 9:], -MASK_LOGIT)
+    assert ((logits[0] > 0) == mask[::4, ::4]).all()  # thresholding gives the mask back
+    assert np.allclose(mask_to_logits(np.ones((8, 8), bool), (4, 4)), MASK_LOGIT)
+
+
+def test_normalize_uses_the_trunks_statistics_on_any_batch_shape() -> None:
+    from masklet.transforms import MEAN, STD, normalize
+
+    pixels = torch.rand(2, 3, 4, 5, dtype=torch.float64)
+    out = normalize(pixels)
+    for c in range(3):
+        expected = (pixels[:, c] - MEAN[c]) / STD[c]
+        torch.testing.assert_close(out[:, c], expected)
+    assert out.dtype == torch.float64 and normalize(pixels[0]).shape == (3, 4, 5)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from masklet.config import ModelConfig
+from masklet.config import DEFAULT_MODEL, ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
 from masklet.hub import hub_unreachable, quiet_hub
 
@@ -396,7 +396,7 @@ def bundled_path(name: str) -> Path | None:
 
 
 AUTO_MODEL = "auto"
-_AUTO_PREFERENCE = ("sam2.1_hiera_tiny", "masklet-nano-synthetic")
+_AUTO_PREFERENCE = (DEFAULT_MODEL, "masklet-nano-synthetic")
 
 
 def resolve_model_name(name: str) -> str:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+# The official variant used when no model is named (CLI commands, training).
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
+
 
 @dataclass(frozen=True)
 class HieraConfig:

@@ -16,6 +16,8 @@ from PIL import Image
 from torch import Tensor
 
 from masklet.errors import InvalidInputError, InvalidPromptError
+from masklet.modeling.logits import LOGIT_CLAMP
+from masklet.modeling.prompt_encoder import BOX_BOTTOM_RIGHT_LABEL, BOX_TOP_LEFT_LABEL
 from masklet.modeling.sam2 import SAM2Model
 from masklet.postprocess import postprocess_masks
 from masklet.prompt_rules import check_label_values, check_model_points
@@ -25,11 +27,6 @@ from masklet.transforms import (
     transform_boxes,
     transform_coords,
 )
-
-# low-res logits handed back for the next round are clamped like the reference does
-LOGIT_CLAMP = 32.0
-# point labels the prompt encoder knows for box corners
-BOX_TOP_LEFT, BOX_BOTTOM_RIGHT = 2, 3
 
 ArrayLike = np.ndarray | Tensor | Sequence[float] | Sequence[Sequence[float]]
 
@@ -146,9 +143,15 @@ class ImagePredictor:
         """
         features = self._require_features("predict")
         out = self.predict_full(
-            point_coords, point_labels, box, mask_input, multimask_output, return_logits,
-            normalize_coords, image_index=len(features.orig_hw) - 1,
-        )  # fmt: skip
+            point_coords=point_coords,
+            point_labels=point_labels,
+            box=box,
+            mask_input=mask_input,
+            multimask_output=multimask_output,
+            return_logits=return_logits,
+            normalize_coords=normalize_coords,
+            image_index=len(features.orig_hw) - 1,
+        )
         return _squeeze_numpy(out)
 
     def predict_batch(
@@ -177,12 +180,15 @@ class ImagePredictor:
         masks, ious, logits = [], [], []
         for i in range(n):
             out = self.predict_full(
-                point_coords_batch[i] if point_coords_batch is not None else None,
-                point_labels_batch[i] if point_labels_batch is not None else None,
-                box_batch[i] if box_batch is not None else None,
-                mask_input_batch[i] if mask_input_batch is not None else None,
-                multimask_output, return_logits, normalize_coords, image_index=i,
-            )  # fmt: skip
+                point_coords=point_coords_batch[i] if point_coords_batch is not None else None,
+                point_labels=point_labels_batch[i] if point_labels_batch is not None else None,
+                box=box_batch[i] if box_batch is not None else None,
+                mask_input=mask_input_batch[i] if mask_input_batch is not None else None,
+                multimask_output=multimask_output,
+                return_logits=return_logits,
+                normalize_coords=normalize_coords,
+                image_index=i,
+            )
             m, s, lo = _squeeze_numpy(out)
             masks.append(m)
             ious.append(s)
@@ -205,12 +211,14 @@ class ImagePredictor:
         the object scores."""
         features = self._require_features("predict")
         hw = features.orig_hw[image_index]
-        points = self._prepare_points(point_coords, point_labels, box, hw, normalize_coords)
+        points = self._prepare_points(
+            point_coords, point_labels, box, hw=hw, normalize=normalize_coords
+        )
         mask = self._prepare_mask(mask_input)
         model = self.model
         sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask)
         repeat = points is not None and points[0].shape[0] > 1  # several prompts, one image
-        low_res, ious, _, object_scores = model.sam_mask_decoder(
+        decoded = model.sam_mask_decoder(
             image_embeddings=features.image_embed[image_index : image_index + 1],
             image_pe=model.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
@@ -219,6 +227,7 @@ class ImagePredictor:
             repeat_image=repeat,
             high_res_features=[f[image_index : image_index + 1] for f in features.high_res],
         )
+        low_res, ious = decoded.masks, decoded.ious
         # holes and sprinkles are cleaned at low resolution, then upscaled (as the reference)
         masks = postprocess_masks(
             low_res, hw, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
@@ -226,13 +235,14 @@ class ImagePredictor:
         low_res = low_res.float().clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
         if not return_logits:
             masks = masks > self.mask_threshold
-        return Prediction(masks, ious.float(), low_res, object_scores.float())
+        return Prediction(masks, ious.float(), low_res, decoded.object_score_logits.float())
 
     def _prepare_points(
         self,
         point_coords: ArrayLike | None,
         point_labels: ArrayLike | None,
         box: ArrayLike | None,
+        *,
         hw: tuple[int, int],
         normalize: bool,
     ) -> tuple[Tensor, Tensor] | None:
@@ -264,7 +274,9 @@ class ImagePredictor:
                 )
             _check_inside(boxes.reshape(-1, 2, 2), hw, normalize, "box corner")
             corners = transform_boxes(boxes, hw, size, normalize)  # [B, 2, 2]
-            corner_labels = torch.tensor([[BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]], dtype=torch.int32)
+            corner_labels = torch.tensor(
+                [[BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL]], dtype=torch.int32
+            )
             corner_labels = corner_labels.repeat(corners.shape[0], 1)
             if coords is not None and labels is not None:
                 if coords.shape[0] != corners.shape[0]:

@@ -18,12 +18,34 @@ import torch.nn.functional as F
 from PIL import Image
 
 from masklet.errors import InvalidInputError, InvalidPromptError
+from masklet.modeling.logits import MASK_LOGIT
 
 # ImageNet statistics the Hiera trunk was trained with (RGB order, on [0, 1] pixel values).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 _UINT8_MAX = 255.0
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """RGB pixels in [0, 1], channels at dim -3 (`[..., 3, H, W]`), normalised with `MEAN` /
+    `STD` on their own device and dtype: the one place the model's input statistics apply."""
+    mean = torch.tensor(MEAN, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(STD, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def uint8_to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixel values as floats in [0, 1]."""
+    return pixels.float() / _UINT8_MAX
+
+
+def mask_to_logits(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A binary mask [H, W] as low-res mask-prompt logits [1, h, w]: +-MASK_LOGIT, resized
+    with antialiasing (so values in between around the boundary)."""
+    m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]  # [1, 1, H, W]
+    m = F.interpolate(m, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return ((m[0] * 2 - 1) * MASK_LOGIT).numpy()
 
 
 def _image_array(image: np.ndarray | Image.Image) -> np.ndarray:
@@ -71,9 +93,7 @@ def image_to_tensor(
     x = F.interpolate(
         x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
     )
-    mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).squeeze(0)  # [1, 3, S, S] -> [3, S, S]
+    return normalize(x).squeeze(0)  # [1, 3, S, S] -> [3, S, S]
 
 
 def images_to_batch(

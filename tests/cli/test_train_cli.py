@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -6,7 +7,9 @@ import torch
 
 from masklet.cli.main import main
 from masklet.cli.train import model_config_from_json
+from masklet.config import ModelConfig
 from masklet.modeling.sam2 import build_model
+from masklet.train.recipe import read_recipe
 
 # The same shrunk model as tests/train/test_trainer.py, as a --config-json file.
 TINY = {
@@ -106,7 +109,7 @@ def test_bad_inputs_exit_with_one_line(
     assert main(_args(config_json, tmp_path / "w", "--resume")) == 2
     assert "run without --resume" in capsys.readouterr().err
     assert main(_args(config_json, tmp_path / "v", "--num-synthetic", "0")) == 2
-    assert "--num-synthetic must be at least 1" in capsys.readouterr().err
+    assert "num_synthetic must be at least 1" in capsys.readouterr().err
     assert main(_args(config_json, tmp_path / "u", "--seed", "5", "--num-synthetic", "500000")) == 2
     assert "held-out seeds" in capsys.readouterr().err
     assert main(_args(config_json, tmp_path / "t", "--prob-point", "0.8", "--prob-box", "0.5")) == 2
@@ -130,3 +133,37 @@ def test_workers_split_the_batch_and_write_the_run_as_one_process(
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["step"] == 2 and len(state["losses"]) == 2
     assert json.loads(state["config"])["workers"] == 2
+
+
+def test_init_accepts_the_bundled_model_and_reports_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--init masklet-nano-synthetic` (a name `--model` takes elsewhere) fine-tunes the nano
+    model itself: every tensor loads, and the report comes before the first step's loss."""
+    pytest.importorskip("masklet.train.synthetic")
+    out = tmp_path / "nano"
+    args = [
+        "train", "--data", "synthetic-images", "--init", "masklet-nano-synthetic",
+        "--steps", "1", "--num-frames", "1", "--corrections", "0", "--num-synthetic", "4",
+        "--out", str(out), "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("init from masklet-nano-synthetic: loaded") < printed.index("step 1")
+    assert "kept initialised" not in printed and "ignored" not in printed
+    saved = read_recipe(out / "model.pt")
+    assert isinstance(saved.model, ModelConfig) and saved.model.image_size == 128
+
+
+def test_final_model_stores_the_whole_recipe_and_reruns_from_it(
+    tmp_path: Path, config_json: Path
+) -> None:
+    out = tmp_path / "run"
+    assert main(_args(config_json, out, "--loss-focal", "7", "--max-objects", "2")) == 0
+    saved = read_recipe(out / "model.pt")
+    assert saved.model == model_config_from_json(config_json)
+    assert (saved.steps, saved.num_frames, saved.num_correction_rounds) == (2, 2, 1)
+    assert (saved.loss.focal, saved.max_objects, saved.out_dir) == (7.0, 2, str(out))
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(out / "model.pt"), "--out", str(again)]) == 0
+    assert read_recipe(again / "model.pt") == dataclasses.replace(saved, out_dir=str(again))

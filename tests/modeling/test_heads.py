@@ -127,9 +127,8 @@ def _decoder_inputs(batch: int, image_batch: int) -> dict:
 def test_mask_decoder_shapes(multimask: bool) -> None:
     dec = mask_decoder()
     with torch.no_grad():
-        masks, iou, tokens, obj = dec(
-            **_decoder_inputs(3, 1), multimask_output=multimask, repeat_image=True
-        )
+        out = dec(**_decoder_inputs(3, 1), multimask_output=multimask, repeat_image=True)
+    masks, iou, tokens, obj = out.masks, out.ious, out.tokens, out.object_score_logits
     m = 3 if multimask else 1
     assert masks.shape == (3, m, 4 * SIDE, 4 * SIDE)
     assert iou.shape == (3, m) and ((iou >= 0) & (iou <= 1)).all()  # sigmoid output
@@ -140,7 +139,8 @@ def test_mask_decoder_shapes(multimask: bool) -> None:
 def test_mask_decoder_pointer_token_choice_and_constant_object_score() -> None:
     dec = mask_decoder(pred_obj_scores=False, use_multimask_token_for_obj_ptr=False)
     with torch.no_grad():
-        _, _, tokens, obj = dec(**_decoder_inputs(2, 2), multimask_output=True, repeat_image=False)
+        out = dec(**_decoder_inputs(2, 2), multimask_output=True, repeat_image=False)
+    tokens, obj = out.tokens, out.object_score_logits
     assert tokens.shape == (2, 1, C)  # the single-mask token even with multimask output
     assert torch.equal(obj, torch.full((2, 1), 10.0))
 
@@ -171,17 +171,17 @@ def test_dynamic_fallback_off_while_training() -> None:
     inputs = _decoder_inputs(2, 2)
     dec.config = dataclasses.replace(dec.config, dynamic_multimask_stability_thresh=2.0)
     with torch.no_grad():
-        all_masks, *_ = dec.predict_all(
+        all_masks = dec.predict_all(
             inputs["image_embeddings"],
             inputs["image_pe"],
             inputs["sparse_prompt_embeddings"],
             inputs["dense_prompt_embeddings"],
             repeat_image=False,
             high_res_features=inputs["high_res_features"],
-        )
-        eval_masks = dec(**inputs, multimask_output=False, repeat_image=False)[0]
+        ).masks
+        eval_masks = dec(**inputs, multimask_output=False, repeat_image=False).masks
         dec.train()
-        train_masks = dec(**inputs, multimask_output=False, repeat_image=False)[0]
+        train_masks = dec(**inputs, multimask_output=False, repeat_image=False).masks
     # an unreachable threshold: eval always falls back, training keeps token 0
     assert not torch.equal(eval_masks, all_masks[:, :1])
     assert torch.equal(train_masks, all_masks[:, :1])

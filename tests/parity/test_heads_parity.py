@@ -40,11 +40,11 @@ def build_ours(cfg: ModelConfig) -> dict[str, torch.nn.Module]:
         "sam_mask_decoder": MaskDecoder(
             cfg.mask_decoder,
             cfg.hidden_dim,
-            cfg.use_high_res_features_in_sam,
-            cfg.iou_prediction_use_sigmoid,
-            cfg.pred_obj_scores,
-            cfg.pred_obj_scores_mlp,
-            cfg.use_multimask_token_for_obj_ptr,
+            use_high_res_features=cfg.use_high_res_features_in_sam,
+            iou_prediction_use_sigmoid=cfg.iou_prediction_use_sigmoid,
+            pred_obj_scores=cfg.pred_obj_scores,
+            pred_obj_scores_mlp=cfg.pred_obj_scores_mlp,
+            use_multimask_token_for_obj_ptr=cfg.use_multimask_token_for_obj_ptr,
         ),
         "memory_attention": MemoryAttention(cfg.memory_attention, cfg.hidden_dim, cfg.mem_dim),
         "memory_encoder": MemoryEncoder(cfg.memory_encoder, cfg.hidden_dim, cfg.backbone_stride),
@@ -157,7 +157,8 @@ def _decoder_inputs(
 def _compare_decoder(ref: torch.nn.Module, ours: dict, inputs: dict, **flags: bool) -> None:
     with torch.no_grad():
         expected = ref.sam_mask_decoder(**inputs, **flags)
-        actual = ours["sam_mask_decoder"](**inputs, **flags)
+        out = ours["sam_mask_decoder"](**inputs, **flags)
+    actual = (out.masks, out.ious, out.tokens, out.object_score_logits)
     for name, a, e in zip(
         ("masks", "iou", "tokens", "object_score"), actual, expected, strict=True
     ):
@@ -203,7 +204,7 @@ def _check_fallback(decoder: MaskDecoder, inputs: dict) -> torch.Tensor:
     multimask token. Returns the [B] stability flags."""
     md = decoder.config
     with torch.no_grad():
-        all_masks, all_iou, _, _ = decoder.predict_all(
+        every = decoder.predict_all(
             inputs["image_embeddings"],
             inputs["image_pe"],
             inputs["sparse_prompt_embeddings"],
@@ -211,7 +212,8 @@ def _check_fallback(decoder: MaskDecoder, inputs: dict) -> torch.Tensor:
             repeat_image=False,
             high_res_features=inputs.get("high_res_features"),
         )
-        masks, iou, _, _ = decoder(**inputs, multimask_output=False, repeat_image=False)
+        out = decoder(**inputs, multimask_output=False, repeat_image=False)
+    all_masks, all_iou, masks, iou = every.masks, every.ious, out.masks, out.ious
     scores = stability_score(all_masks[:, 0], md.dynamic_multimask_stability_delta)  # [B]
     stable = scores >= md.dynamic_multimask_stability_thresh
     best = all_iou[:, 1:].argmax(-1) + 1

@@ -11,10 +11,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from masklet.errors import InvalidInputError
-from masklet.train import trainer
+from masklet.train import loop
 from masklet.train.distributed import WorkerGroup, average_gradients, free_port
 from masklet.train.step import clip_loss
-from masklet.train.trainer import LAST_CHECKPOINT, build_start_model, train
+from masklet.train.trainer import LAST_CHECKPOINT, TrainConfig, build_start_model, train
 from tests.train.test_trainer import MovingSquares, _config
 
 
@@ -58,28 +58,28 @@ def test_average_gradients_means_over_workers_and_keeps_none_where_nobody_had_on
         assert got["sums"] == [1.0, 20.0]
 
 
-def _one_process_step(cfg: trainer.TrainConfig, data: MovingSquares) -> torch.nn.Module:
+def _one_process_step(cfg: TrainConfig, data: MovingSquares) -> torch.nn.Module:
     """Step 0 of a 2-worker run, computed here: each worker's clips, prompts and dropout
     streams, the mean of the two gradients, clipping and one AdamW step."""
     model, _ = build_start_model(cfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainer._param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(loop._param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, trainer.lr_factor(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+        optimizer, loop.lr_factor(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
     )
     for rank in (0, 1):
         clips = []
         for i in WorkerGroup(rank, 2).shard(cfg.batch_size):
-            seed = trainer._seed(cfg.seed, i, trainer._STREAM_DATA)
-            index = trainer._dataset_index(cfg.seed, i, len(data))
+            seed = loop._seed(cfg.seed, i, loop._STREAM_DATA)
+            index = loop._dataset_index(cfg.seed, i, len(data))
             clips.append(data.clip(index, np.random.default_rng(seed)))
-        torch.manual_seed(trainer._seed(cfg.seed, 0, trainer._STREAM_TORCH, rank))
-        gen = torch.Generator().manual_seed(
-            trainer._seed(cfg.seed, 0, trainer._STREAM_PROMPTS, rank)
-        )
-        rng = np.random.default_rng(trainer._seed(cfg.seed, 0, trainer._STREAM_OBJECTS, rank))
-        (clip_loss(model, clips, cfg, rng, gen).total / 2).backward()  # gradients accumulate
+        torch.manual_seed(loop._seed(cfg.seed, 0, loop._STREAM_TORCH, rank))
+        gen = torch.Generator().manual_seed(loop._seed(cfg.seed, 0, loop._STREAM_PROMPTS, rank))
+        rng = np.random.default_rng(loop._seed(cfg.seed, 0, loop._STREAM_OBJECTS, rank))
+        (
+            clip_loss(model, clips, cfg, rng=rng, gen=gen).total / 2
+        ).backward()  # gradients accumulate
     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     optimizer.step()
     scheduler.step()

@@ -12,7 +12,9 @@ def test_hand_computed_terms_on_a_two_pixel_mask() -> None:
     # logits 0 -> p = 0.5 everywhere; target [1, 0]
     logits = torch.zeros(1, 1, 1, 2)
     target = torch.tensor([[[[True, False]]]])
-    terms = sam_loss(logits, torch.tensor([[0.7]]), torch.zeros(1, 1), target, LossWeights())
+    terms = sam_loss(
+        logits, torch.tensor([[0.7]]), torch.zeros(1, 1), target, weights=LossWeights()
+    )
     # focal per pixel: alpha_t * ln2 * (1 - 0.5)^2 with alpha_t 0.25 (pos) and 0.75 (neg)
     focal = (0.25 * LN2 * 0.25 + 0.75 * LN2 * 0.25) / 2
     dice = 1 - (2 * 0.5 + 1) / (1.0 + 1.0 + 1)  # soft intersection 0.5, sums 1 and 1
@@ -29,7 +31,7 @@ def test_mse_iou_and_custom_weights() -> None:
     logits = torch.tensor([[[[5.0, -5.0]]]])
     target = torch.tensor([[[[True, False]]]])
     w = LossWeights(focal=0.0, dice=0.0, iou=2.0, object_score=0.0, iou_use_l1=False)
-    terms = sam_loss(logits, torch.tensor([[0.5]]), torch.zeros(1, 1), target, w)
+    terms = sam_loss(logits, torch.tensor([[0.5]]), torch.zeros(1, 1), target, weights=w)
     assert float(terms.iou) == pytest.approx(0.25)  # actual IoU 1, (0.5 - 1)^2
     assert float(terms.total) == pytest.approx(0.5)
 
@@ -57,7 +59,7 @@ def test_iou_supervises_every_candidate_or_only_the_best() -> None:
     ious = torch.tensor([[0.0, 0.0]])
     all_iou = sam_loss(multi, ious, torch.ones(1, 1), target)
     best_only = sam_loss(
-        multi, ious, torch.ones(1, 1), target, LossWeights(supervise_all_iou=False)
+        multi, ious, torch.ones(1, 1), target, weights=LossWeights(supervise_all_iou=False)
     )
     assert float(all_iou.iou) == pytest.approx(0.5)  # mean(|0 - 0|, |0 - 1|)
     assert float(best_only.iou) == pytest.approx(1.0)  # best is candidate 1 (IoU 1)

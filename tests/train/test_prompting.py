@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from masklet.modeling.prompt_encoder import BOX_BOTTOM_RIGHT_LABEL as BOX_BOTTOM_RIGHT
+from masklet.modeling.prompt_encoder import BOX_TOP_LEFT_LABEL as BOX_TOP_LEFT
+from masklet.modeling.prompt_encoder import NEGATIVE_LABEL as NEGATIVE
+from masklet.modeling.prompt_encoder import POSITIVE_LABEL as POSITIVE
 from masklet.train.prompting import (
-    BOX_BOTTOM_RIGHT,
-    BOX_TOP_LEFT,
-    NEGATIVE,
-    POSITIVE,
     Clicks,
     PromptKind,
     _interior_pick,

@@ -26,7 +26,7 @@ class Recorder:
         self.cond_seen: dict[int, list[int]] = {}  # frame -> cond frames it was conditioned on
         heads, cond = model.forward_sam_heads, model.condition_on_memory
 
-        def forward_sam_heads(pix, point_inputs=None, mask_inputs=None, *a, **k):  # type: ignore[no-untyped-def]
+        def forward_sam_heads(pix, *, point_inputs=None, mask_inputs=None, **k):  # type: ignore[no-untyped-def]
             self.heads.append(
                 {
                     "frame": self.frame,
@@ -34,7 +34,7 @@ class Recorder:
                     "mask": None if mask_inputs is None else mask_inputs.detach().clone(),
                 }
             )
-            out = heads(pix, point_inputs, mask_inputs, *a, **k)
+            out = heads(pix, point_inputs=point_inputs, mask_inputs=mask_inputs, **k)
             if tracked_logit is not None and point_inputs is None and self.frame != 0:
                 # a tracked prediction forced to this logit everywhere
                 out = dataclasses.replace(
@@ -44,12 +44,12 @@ class Recorder:
                 )
             return out
 
-        def condition_on_memory(frame_idx, is_init, feats, cond_outputs, *a, **k):  # type: ignore[no-untyped-def]
+        def condition_on_memory(frame_idx, feats, **k):  # type: ignore[no-untyped-def]
             self.frame = frame_idx
-            self.cond_seen[frame_idx] = sorted(cond_outputs)
+            self.cond_seen[frame_idx] = sorted(k["cond_outputs"])
             if frame_idx not in self.processed:
                 self.processed.append(frame_idx)
-            return cond(frame_idx, is_init, feats, cond_outputs, *a, **k)
+            return cond(frame_idx, feats, **k)
 
         self.memory_encoded: list[int] = []  # frame of each encode_memory call
         self.processed: list[int] = []  # frames in the order they were predicted
@@ -97,8 +97,8 @@ def _run(
         model,
         [data.clip(0, np.random.default_rng(0))],
         config,
-        np.random.default_rng(seed),
-        torch.Generator().manual_seed(seed),
+        rng=np.random.default_rng(seed),
+        gen=torch.Generator().manual_seed(seed),
     )
     return rec
 

@@ -125,8 +125,12 @@ def test_final_model_is_in_the_official_layout(tmp_path: Path) -> None:
     assert result.model_path == tmp_path / "run" / FINAL_MODEL
     assert (tmp_path / "run" / LAST_CHECKPOINT).is_file()
     state = torch.load(result.model_path, weights_only=True)
-    assert set(state) == {"model", "model_config"}  # official layout plus the config
+    # official layout plus the model config and the run's full training config
+    assert set(state) == {"model", "model_config", "train_config"}
     from masklet.checkpoints import load_model
+    from masklet.train.recipe import read_recipe
+
+    assert read_recipe(result.model_path) == _config(tmp_path, steps=1)
 
     assert load_model(result.model_path).config == tiny_config()
     fresh = build_model(tiny_config())

@@ -13,10 +13,12 @@ from torch import Tensor, nn
 from masklet.config import MaskDecoderConfig
 from masklet.errors import InvalidInputError
 from masklet.modeling.common import MLP, LayerNorm2d
+from masklet.modeling.logits import MASK_LOGIT
+from masklet.modeling.outputs import DecoderOutput
 from masklet.modeling.transformer import TwoWayTransformer
 
 # Without an object-score head every frame is taken to hold the object: sigmoid(10) ~ 1.
-OBJECT_PRESENT_LOGIT = 10.0
+OBJECT_PRESENT_LOGIT = MASK_LOGIT
 HYPERNETWORK_DEPTH = 3
 OBJECT_SCORE_MLP_DEPTH = 3
 
@@ -40,6 +42,7 @@ class MaskDecoder(nn.Module):
         self,
         config: MaskDecoderConfig,
         transformer_dim: int,
+        *,
         use_high_res_features: bool,
         iou_prediction_use_sigmoid: bool,
         pred_obj_scores: bool,
@@ -106,12 +109,13 @@ class MaskDecoder(nn.Module):
         image_pe: Tensor,
         sparse_prompt_embeddings: Tensor,
         dense_prompt_embeddings: Tensor,
+        *,
         repeat_image: bool,
         high_res_features: list[Tensor] | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> DecoderOutput:
         """Outputs of every mask token, before choosing single or multimask output.
 
-        Returns masks [B, T, 4h, 4w], iou [B, T], mask tokens [B, T, C] and object score
+        Returns masks [B, T, 4h, 4w], ious [B, T], mask tokens [B, T, C] and object score
         logits [B, 1], with T = num_multimask_outputs + 1 (token 0 is the single mask).
         """
         batch = sparse_prompt_embeddings.shape[0]
@@ -160,7 +164,12 @@ class MaskDecoder(nn.Module):
             object_score_logits = self.pred_obj_score_head(hs[:, 0])  # [B, 1]
         else:
             object_score_logits = iou_pred.new_full((b, 1), OBJECT_PRESENT_LOGIT)
-        return masks, iou_pred, mask_tokens_out, object_score_logits
+        return DecoderOutput(
+            masks=masks,
+            ious=iou_pred,
+            tokens=mask_tokens_out,
+            object_score_logits=object_score_logits,
+        )
 
     def _upscale(self, src: Tensor, high_res_features: list[Tensor] | None) -> Tensor:
         """[B, C, H, W] -> [B, C/8, 4H, 4W], adding the projected stride-8 and stride-4
@@ -203,10 +212,11 @@ class MaskDecoder(nn.Module):
         image_pe: Tensor,
         sparse_prompt_embeddings: Tensor,
         dense_prompt_embeddings: Tensor,
+        *,
         multimask_output: bool,
         repeat_image: bool,
         high_res_features: list[Tensor] | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> DecoderOutput:
         """Predict masks for a batch of prompts.
 
         Args:
@@ -219,17 +229,18 @@ class MaskDecoder(nn.Module):
                 already projected by conv_s0 / conv_s1; required when the decoder uses them.
 
         Returns:
-            masks [B, M, 4H, 4W] logits, iou [B, M], SAM output tokens [B, M', C] and object
+            masks [B, M, 4H, 4W] logits, ious [B, M], SAM output tokens [B, M', C] and object
             score logits [B, 1]; M is 3 with multimask output, else 1.
         """
-        masks, iou_pred, mask_tokens, object_score_logits = self.predict_all(
+        every = self.predict_all(
             image_embeddings,
             image_pe,
             sparse_prompt_embeddings,
             dense_prompt_embeddings,
-            repeat_image,
-            high_res_features,
+            repeat_image=repeat_image,
+            high_res_features=high_res_features,
         )
+        masks, iou_pred, mask_tokens = every.masks, every.ious, every.tokens
         if multimask_output:
             masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
         elif self.config.dynamic_multimask_via_stability and not self.training:
@@ -243,4 +254,9 @@ class MaskDecoder(nn.Module):
             # The single-mask token, even when several masks are output: training tracked
             # after multiple clicks, so past object pointers were always this token.
             sam_tokens = mask_tokens[:, :1]  # [B, 1, C]
-        return masks, iou_pred, sam_tokens, object_score_logits
+        return DecoderOutput(
+            masks=masks,
+            ious=iou_pred,
+            tokens=sam_tokens,
+            object_score_logits=every.object_score_logits,
+        )

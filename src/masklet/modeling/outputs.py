@@ -42,6 +42,24 @@ class ImageFeatures:
 
 
 @dataclass
+class DecoderOutput:
+    """Output of the mask decoder for a batch of B prompts.
+
+    masks: [B, M, 4h, 4w] mask logits.
+    ious: [B, M] predicted IoU.
+    tokens: [B, M', C] mask tokens (the object pointer is made from token 0 or the chosen one).
+    object_score_logits: [B, 1] "is the object visible" logit.
+    M and M' depend on the call: every token (`MaskDecoder.predict_all`), 3 with multimask
+    output, else 1.
+    """
+
+    masks: Tensor
+    ious: Tensor
+    tokens: Tensor
+    object_score_logits: Tensor
+
+
+@dataclass
 class SamHeadOutput:
     """Output of the prompt encoder + mask decoder for a batch of B prompts.
 

@@ -15,21 +15,18 @@ from torch import Tensor, nn
 
 from masklet.config import ModelConfig
 from masklet.modeling.common import MLP
+from masklet.modeling.logits import MASK_LOGIT, NO_OBJECT_SCORE
 from masklet.modeling.mask_decoder import MaskDecoder
 from masklet.modeling.memory_attention import MemoryAttention
-from masklet.modeling.memory_bank import select_memories
+from masklet.modeling.memory_bank import MemoryRule
 from masklet.modeling.memory_encoder import MemoryEncoder
 from masklet.modeling.neck import ImageEncoder
 from masklet.modeling.outputs import FrameOutput, ImageFeatures, SamHeadOutput
 from masklet.modeling.position import sine_1d
-from masklet.modeling.prompt_encoder import PromptEncoder
+from masklet.modeling.prompt_encoder import PADDING_LABEL, PromptEncoder
 
-# Logit written where the object is predicted absent: far below any threshold.
-NO_OBJECT_SCORE = -1024.0
-# Mask prompts used directly as output become logits of +-10 (sigmoid(-10) ~ 4.5e-5).
-MASK_AS_OUTPUT_SCALE, MASK_AS_OUTPUT_BIAS = 20.0, -10.0
-# Point label of padding entries (not a point).
-PAD_LABEL = -1
+# Mask prompts used directly as output become logits of +-MASK_LOGIT.
+MASK_AS_OUTPUT_SCALE, MASK_AS_OUTPUT_BIAS = 2 * MASK_LOGIT, -MASK_LOGIT
 
 PointInputs = tuple[Tensor, Tensor]  # coords [B, P, 2] in input-image pixels, labels [B, P]
 
@@ -106,6 +103,10 @@ class SAM2Model(nn.Module):
     def image_size(self) -> int:
         return self.config.image_size
 
+    def memory_rule(self) -> MemoryRule:
+        """Which stored frames a frame attends to, in the current (train / eval) mode."""
+        return MemoryRule.from_config(self.config, training=self.training)
+
     # ---- image features -------------------------------------------------------------------
 
     def forward_image(self, images: Tensor) -> ImageFeatures:
@@ -141,6 +142,7 @@ class SAM2Model(nn.Module):
     def forward_sam_heads(
         self,
         backbone_features: Tensor,
+        *,
         point_inputs: PointInputs | None = None,
         mask_inputs: Tensor | None = None,
         high_res_features: list[Tensor] | None = None,
@@ -157,7 +159,7 @@ class SAM2Model(nn.Module):
             # an empty prompt is one padding point
             point_inputs = (
                 torch.zeros(b, 1, 2, device=device),
-                torch.full((b, 1), PAD_LABEL, dtype=torch.int32, device=device),
+                torch.full((b, 1), PADDING_LABEL, dtype=torch.int32, device=device),
             )
         mask_prompt = None
         if mask_inputs is not None:
@@ -171,7 +173,7 @@ class SAM2Model(nn.Module):
                     antialias=True,
                 )
         sparse, dense = self.sam_prompt_encoder(points=point_inputs, boxes=None, masks=mask_prompt)
-        low_res_multi, ious, tokens, object_scores = self.sam_mask_decoder(
+        decoded = self.sam_mask_decoder(
             image_embeddings=backbone_features,
             image_pe=self.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
@@ -180,6 +182,8 @@ class SAM2Model(nn.Module):
             repeat_image=False,
             high_res_features=high_res_features,
         )
+        low_res_multi, ious = decoded.masks, decoded.ious
+        tokens, object_scores = decoded.tokens, decoded.object_score_logits
         visible = object_scores > 0  # [B, 1]
         if self.config.pred_obj_scores:
             # a hard choice, so spatial memories agree with the shown mask
@@ -252,15 +256,24 @@ class SAM2Model(nn.Module):
             if self.config.fixed_no_obj_ptr:
                 pointer = present * pointer
             pointer = pointer + (1 - present) * self.no_obj_ptr
-        return SamHeadOutput(low_res, high_res, ious, low_res, high_res, pointer, object_scores)
+        return SamHeadOutput(
+            low_res_multimasks=low_res,
+            high_res_multimasks=high_res,
+            ious=ious,
+            low_res_masks=low_res,
+            high_res_masks=high_res,
+            object_pointer=pointer,
+            object_score_logits=object_scores,
+        )
 
     # ---- memory -----------------------------------------------------------------------------
 
     def condition_on_memory(
         self,
         frame_idx: int,
-        is_init_cond_frame: bool,
         features: ImageFeatures,
+        *,
+        is_init_cond_frame: bool,
         cond_outputs: Mapping[int, FrameOutput],
         non_cond_outputs: Mapping[int, FrameOutput],
         num_frames: int | None,
@@ -290,18 +303,8 @@ class SAM2Model(nn.Module):
         else:
             if not cond_outputs:
                 raise ValueError("a non-initial frame needs at least one conditioning frame")
-            chosen = select_memories(
-                frame_idx,
-                cond_outputs,
-                non_cond_outputs,
-                num_maskmem=c.num_maskmem,
-                max_cond_frames=c.max_cond_frames_in_attn,
-                max_obj_ptrs=c.max_obj_ptrs_in_encoder,
-                num_frames=num_frames,
-                reverse=reverse,
-                stride=1 if self.training else c.memory_temporal_stride_for_eval,
-                only_past_pointers=not self.training and c.only_obj_ptrs_in_the_past_for_eval,
-                signed_pointer_distance=c.use_signed_tpos_enc_to_obj_ptrs,
+            chosen = self.memory_rule().select(
+                frame_idx, cond_outputs, non_cond_outputs, num_frames=num_frames, reverse=reverse
             )
             for t_pos, out in chosen.spatial:
                 assert out.memory_features is not None and out.memory_pos is not None
@@ -333,9 +336,7 @@ class SAM2Model(nn.Module):
         distances = [d for d, _ in pointers]
         ptrs = torch.stack([out.object_pointer for _, out in pointers], dim=0)  # [P, B, C]
         if c.add_tpos_enc_to_obj_ptrs:
-            max_ptrs = c.max_obj_ptrs_in_encoder
-            max_ptrs = max_ptrs if num_frames is None else min(num_frames, max_ptrs)
-            t_diff_max = max_ptrs - 1
+            t_diff_max = self.memory_rule().max_pointers(num_frames) - 1
             enc_dim = hidden if c.proj_tpos_enc_in_obj_ptrs else mem_dim
             rel = torch.tensor(distances, device=ptrs.device) / t_diff_max
             pos = self.obj_ptr_tpos_proj(sine_1d(rel, enc_dim))  # [P, mem_dim]
@@ -354,6 +355,7 @@ class SAM2Model(nn.Module):
         features: ImageFeatures,
         high_res_masks: Tensor,
         object_score_logits: Tensor,
+        *,
         is_mask_from_points: bool,
     ) -> tuple[Tensor, Tensor]:
         """Encode a frame and its mask [B, 1, S, S] into (memory [B, mem_dim, h, w], pos)."""
@@ -390,13 +392,14 @@ class SAM2Model(nn.Module):
     def track_step(
         self,
         frame_idx: int,
-        is_init_cond_frame: bool,
         features: ImageFeatures,
-        point_inputs: PointInputs | None,
-        mask_inputs: Tensor | None,
+        *,
+        is_init_cond_frame: bool,
         cond_outputs: Mapping[int, FrameOutput],
         non_cond_outputs: Mapping[int, FrameOutput],
         num_frames: int | None,
+        point_inputs: PointInputs | None = None,
+        mask_inputs: Tensor | None = None,
         reverse: bool = False,
         run_memory_encoder: bool = True,
         prev_mask_logits: Tensor | None = None,
@@ -409,9 +412,14 @@ class SAM2Model(nn.Module):
             sam = self.mask_as_output(maps[-1], high_res, mask_inputs)
         else:
             pix = self.condition_on_memory(
-                frame_idx, is_init_cond_frame, features, cond_outputs, non_cond_outputs,
-                num_frames, reverse,
-            )  # fmt: skip
+                frame_idx,
+                features,
+                is_init_cond_frame=is_init_cond_frame,
+                cond_outputs=cond_outputs,
+                non_cond_outputs=non_cond_outputs,
+                num_frames=num_frames,
+                reverse=reverse,
+            )
             if prev_mask_logits is not None:
                 # earlier logits of this frame refine the new clicks (interactive demo)
                 mask_inputs = prev_mask_logits
@@ -430,19 +438,22 @@ class SAM2Model(nn.Module):
         )
         if run_memory_encoder and self.config.num_maskmem > 0:
             out.memory_features, out.memory_pos = self.encode_memory(
-                features, sam.high_res_masks, sam.object_score_logits, point_inputs is not None
+                features,
+                sam.high_res_masks,
+                sam.object_score_logits,
+                is_mask_from_points=point_inputs is not None,
             )
         return out, sam
 
 
 def non_overlapping(masks: Tensor) -> Tensor:
     """Keep at each pixel only the highest-scoring object of masks [B, 1, H, W]; others are
-    clamped to at most -10 so foregrounds never overlap."""
+    clamped to at most -MASK_LOGIT so foregrounds never overlap."""
     if masks.shape[0] == 1:
         return masks
     winner = torch.argmax(masks, dim=0, keepdim=True)  # [1, 1, H, W]
     index = torch.arange(masks.shape[0], device=masks.device)[:, None, None, None]
-    return torch.where(winner == index, masks, masks.clamp(max=-10.0))
+    return torch.where(winner == index, masks, masks.clamp(max=-MASK_LOGIT))
 
 
 def build_model(config: ModelConfig) -> SAM2Model:

@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from masklet.modeling.sam2 import SAM2Model
     from masklet.text.detector import Detector
 
-MASK_PROMPT_LOGIT = 10.0  # a binary mask prompt becomes +-10 logits: confidently in or out
-
 
 @dataclass(frozen=True)
 class PreparedImage:
@@ -155,14 +153,16 @@ def prepare_image(request: ImageRequest, outputs: ImageOutputs | None = None) ->
 
 
 def mask_to_logits(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A binary mask `[H, W]` as low-res prompt logits `[1, h, w]` (+-`MASK_PROMPT_LOGIT`,
+    """A binary mask `[H, W]` as low-res prompt logits `[1, h, w]` (+-`MASK_LOGIT`,
     smooth across the boundary)."""
     import torch
     import torch.nn.functional as F
 
+    from masklet.modeling.logits import MASK_LOGIT
+
     m = torch.from_numpy(mask.astype(np.float32))[None, None]  # [1, 1, H, W]
     m = F.interpolate(m, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return ((m[0] * 2 - 1) * MASK_PROMPT_LOGIT).numpy()
+    return ((m[0] * 2 - 1) * MASK_LOGIT).numpy()
 
 
 def text_object_names(labels: Sequence[str], taken: Sequence[str]) -> list[str]:

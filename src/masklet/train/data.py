@@ -239,6 +239,7 @@ class CocoImages:
 def open_dataset(
     spec: str,
     image_size: int,
+    *,
     num_frames: int,
     seed: int = 0,
     num_synthetic: int = 1000,

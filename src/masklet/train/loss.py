@@ -17,12 +17,21 @@ Every term is averaged over the B objects of the batch, as SAM 2 divides by the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from masklet.errors import InvalidInputError
+
+
+def _weight(default: Any, help: str) -> Any:
+    """A field with its help text (shown by `masklet train --help` as --loss-NAME)."""
+    return field(default=default, metadata={"help": help})
+
 
 # Dice smoothing term: keeps the loss finite (and 0 for two empty masks).
 DICE_SMOOTH = 1.0
@@ -32,14 +41,33 @@ DICE_SMOOTH = 1.0
 class LossWeights:
     """Weights of the loss terms and the shape of the focal / IoU losses (SAM 2.1 defaults)."""
 
-    focal: float = 20.0
-    dice: float = 1.0
-    iou: float = 1.0
-    object_score: float = 1.0
-    focal_alpha: float = 0.25  # weight of positive pixels (negatives get 1 - alpha)
-    focal_gamma: float = 2.0  # down-weights easy pixels by (1 - p_t) ** gamma
-    iou_use_l1: bool = True  # L1 (SAM 2.1) or MSE (SAM 2.0) between predicted and actual IoU
-    supervise_all_iou: bool = True  # IoU loss on every candidate, not only the best one
+    focal: float = _weight(20.0, "weight of the focal loss on mask logits")
+    dice: float = _weight(1.0, "weight of the dice loss on masks")
+    iou: float = _weight(1.0, "weight of the loss on the predicted IoU")
+    object_score: float = _weight(1.0, "weight of the object-score (visible or not) loss")
+    focal_alpha: float = _weight(
+        0.25, "weight of positive pixels (negatives get 1 - alpha; < 0: none)"
+    )
+    focal_gamma: float = _weight(2.0, "down-weights easy pixels by (1 - p_t) ** gamma")
+    iou_use_l1: bool = _weight(
+        True, "L1 (SAM 2.1) or, off, MSE (SAM 2.0) between predicted and actual IoU"
+    )
+    supervise_all_iou: bool = _weight(
+        True, "IoU loss on every candidate mask, not only the best one"
+    )
+
+    def validate(self) -> None:
+        """Raise InvalidInputError naming the first out-of-range weight."""
+        for name in ("focal", "dice", "iou", "object_score", "focal_gamma"):
+            if getattr(self, name) < 0:
+                raise InvalidInputError(
+                    f"loss.{name} must not be negative, got {getattr(self, name)}"
+                )
+        if self.focal_alpha > 1.0:
+            raise InvalidInputError(
+                f"loss.focal_alpha must be at most 1 (negative: no weighting), got "
+                f"{self.focal_alpha}"
+            )
 
 
 @dataclass(frozen=True)
@@ -149,6 +177,7 @@ def sam_loss(
     ious_pred: Tensor,
     object_score_logits: Tensor,
     target: Tensor,
+    *,
     weights: LossWeights | None = None,
 ) -> LossTerms:
     """Loss of one prediction step for a batch of B objects.
@@ -201,4 +230,5 @@ def sam_loss(
 def zero_terms(device: torch.device | str | None = None) -> LossTerms:
     """All terms zero: the start of a sum over frames and correction rounds."""
     zero = torch.zeros((), device=device)
-    return LossTerms(zero, zero, zero, zero, zero, zero, zero)
+    names = [f.name for f in dataclasses.fields(LossTerms)]
+    return LossTerms(**dict.fromkeys(names, zero))

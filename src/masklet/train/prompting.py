@@ -22,8 +22,13 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-# Point labels of the prompt encoder.
-NEGATIVE, POSITIVE, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT = 0, 1, 2, 3
+from masklet.modeling.prompt_encoder import (
+    BOX_BOTTOM_RIGHT_LABEL,
+    BOX_TOP_LEFT_LABEL,
+    NEGATIVE_LABEL,
+    POSITIVE_LABEL,
+)
+
 # SAM's box jitter: each corner moves by up to 10% of the box side, at most 20 pixels.
 BOX_NOISE_FRACTION = 0.1
 BOX_NOISE_MAX_PIXELS = 20.0
@@ -152,7 +157,9 @@ def click_from_errors(
         pick = _uniform_pick(both, generator)
         positive = pick >= h * w
         flat = pick % (h * w)
-    labels = torch.where(positive, POSITIVE, NEGATIVE).to(torch.int32)[:, None]  # [B, 1]
+    labels = torch.where(positive, POSITIVE_LABEL, NEGATIVE_LABEL).to(torch.int32)[
+        :, None
+    ]  # [B, 1]
     return Clicks(_to_xy(flat, w).to(gt.device), labels.to(gt.device))
 
 
@@ -201,5 +208,7 @@ def box_prompt(gt: Tensor, generator: torch.Generator, noise: float = BOX_NOISE_
         upper = torch.tensor([w - 1.0, h - 1.0, w - 1.0, h - 1.0])
         boxes = torch.minimum(boxes.clamp(min=0.0), upper)
     coords = boxes.reshape(b, 2, 2)  # [B, 4] -> [B, 2 corners, (x, y)]
-    labels = torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], dtype=torch.int32).repeat(b, 1)
+    labels = torch.tensor([BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL], dtype=torch.int32).repeat(
+        b, 1
+    )
     return Clicks(coords.to(gt.device), labels.to(gt.device))

@@ -16,13 +16,14 @@ model's input size, as SAM 2 does) of every prediction step and summed over step
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from masklet.errors import InvalidInputError
+from masklet.modeling.logits import LOGIT_CLAMP
 from masklet.modeling.outputs import FrameOutput, ImageFeatures, SamHeadOutput
 from masklet.modeling.sam2 import SAM2Model
 from masklet.train.config import TrainConfig
@@ -36,21 +37,19 @@ from masklet.train.prompting import (
     click_from_errors,
     first_click,
 )
-from masklet.transforms import MEAN, STD
+from masklet.transforms import normalize, uint8_to_unit
 
 # On a corrected tracked frame the tracked logits fed back with the clicks are clamped as the
-# video predictor clamps them, so an object called hidden (-1024 logits) looks the same in
-# training and in use. (Conditioning frames feed them unclamped, as SAM 2's training does.)
-MASK_INPUT_CLAMP = 32.0
+# video predictor clamps them, so an object called hidden (NO_OBJECT_SCORE logits) looks the
+# same in training and in use. (Conditioning frames feed them unclamped, as SAM 2's training
+# does.)
+MASK_INPUT_CLAMP = LOGIT_CLAMP
 
 
 def _normalize(frames: np.ndarray, device: torch.device) -> Tensor:
     """[N, S, S, 3] uint8 -> [N, 3, S, S] float, normalised as the model's preprocessing."""
     x = torch.from_numpy(np.require(frames, requirements=["C", "W"])).to(device)
-    x = x.permute(0, 3, 1, 2).float() / 255.0  # [N, S, S, 3] -> [N, 3, S, S]
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalize(uint8_to_unit(x.permute(0, 3, 1, 2)))  # [N, S, S, 3] -> [N, 3, S, S]
 
 
 def _batch(
@@ -73,60 +72,105 @@ def _batch(
     return images, gt, torch.tensor(owners, device=device), t
 
 
+@dataclass
+class _Batch:
+    """What every frame of one batch shares: the model, the settings, the random stream and
+    the memory bank built so far (outputs of conditioning and of tracked frames)."""
+
+    model: SAM2Model
+    config: TrainConfig
+    gen: torch.Generator
+    num_frames: int
+    cond_outputs: dict[int, FrameOutput] = field(default_factory=dict)
+    non_cond_outputs: dict[int, FrameOutput] = field(default_factory=dict)
+
+    def loss(self, sam: SamHeadOutput, gt: Tensor) -> LossTerms:
+        """The loss of one prediction against gt [N, 1, S, S]."""
+        return sam_loss(
+            sam.high_res_multimasks,
+            sam.ious,
+            sam.object_score_logits,
+            gt,
+            weights=self.config.loss,
+        )
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One frame of the batch: its index, features and ground truth [N, 1, S, S]; without
+    `need_memory` (no later frame reads it) its memory is not encoded."""
+
+    idx: int
+    feats: ImageFeatures
+    gt: Tensor
+    need_memory: bool
+
+    def high_res(self) -> list[Tensor] | None:
+        maps = self.feats.maps()
+        return maps[:-1] if len(maps) > 1 else None
+
+
 def _prompted_frame(
-    model: SAM2Model,
-    frame_idx: int,
-    feats: ImageFeatures,
-    gt: Tensor,
-    kind: PromptKind,
-    cond_outputs: Mapping[int, FrameOutput],
-    num_frames: int,
-    config: TrainConfig,
-    gen: torch.Generator,
-    rounds: int,
-    need_memory: bool = True,
+    batch: _Batch, frame: _Frame, kind: PromptKind, rounds: int
 ) -> tuple[FrameOutput, LossTerms]:
     """A conditioning frame [N objects]: the prompt, then `rounds` corrective clicks on the
-    errors. Without `need_memory` (no later frame reads it) its memory is not encoded."""
-    w = config.loss
+    errors."""
+    model, gen = batch.model, batch.gen
     if kind is PromptKind.MASK:
         out, sam = model.track_step(
-            frame_idx, True, feats, None, gt.float(), cond_outputs, {}, num_frames,
-            run_memory_encoder=need_memory,
-        )  # fmt: skip
-        return out, sam_loss(sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, w)
+            frame.idx,
+            frame.feats,
+            is_init_cond_frame=True,
+            cond_outputs=batch.cond_outputs,
+            non_cond_outputs={},
+            num_frames=batch.num_frames,
+            mask_inputs=frame.gt.float(),
+            run_memory_encoder=frame.need_memory,
+        )
+        return out, batch.loss(sam, frame.gt)
     clicks: Clicks = (
-        box_prompt(gt, gen)
+        box_prompt(frame.gt, gen)
         if kind is PromptKind.BOX
-        else first_click(gt, gen, config.prob_center_click)
+        else first_click(frame.gt, gen, batch.config.prob_center_click)
     )
-    maps = feats.maps()
-    high_res = maps[:-1] if len(maps) > 1 else None
-    pix = model.condition_on_memory(frame_idx, True, feats, cond_outputs, {}, num_frames)
+    pix = model.condition_on_memory(
+        frame.idx,
+        frame.feats,
+        is_init_cond_frame=True,
+        cond_outputs=batch.cond_outputs,
+        non_cond_outputs={},
+        num_frames=batch.num_frames,
+    )
     points = clicks.as_inputs()
-    sam = model.forward_sam_heads(pix, points, None, high_res, model.use_multimask(True, points))
-    terms = sam_loss(sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, w)
-    sam, more = _correct(model, pix, high_res, gt, clicks, sam, True, config, gen, rounds)
-    return _with_memory(model, feats, sam, need_memory), terms + more
+    sam = model.forward_sam_heads(
+        pix,
+        point_inputs=points,
+        high_res_features=frame.high_res(),
+        multimask_output=model.use_multimask(True, points),
+    )
+    terms = batch.loss(sam, frame.gt)
+    sam, more = _correct(
+        batch, frame, pix, clicks=clicks, sam=sam, is_init_cond_frame=True, rounds=rounds
+    )
+    return _with_memory(model, frame, sam), terms + more
 
 
 def _correct(
-    model: SAM2Model,
+    batch: _Batch,
+    frame: _Frame,
     pix: Tensor,
-    high_res: list[Tensor] | None,
-    gt: Tensor,
+    *,
     clicks: Clicks | None,
     sam: SamHeadOutput,
     is_init_cond_frame: bool,
-    config: TrainConfig,
-    gen: torch.Generator,
     rounds: int,
     clamp: float | None = None,
 ) -> tuple[SamHeadOutput, LossTerms]:
-    """`rounds` corrective clicks on one frame [N objects]: each from the errors
-    of the previous prediction `sam`, added to `clicks` (None: the first click is alone), with
-    the previous logits (clamped to +-`clamp` if given) as the mask input. Returns the last
-    prediction and the loss of every round."""
+    """`rounds` corrective clicks on one frame [N objects] with memory-conditioned features
+    `pix`: each from the errors of the previous prediction `sam`, added to `clicks` (None: the
+    first click is alone), with the previous logits (clamped to +-`clamp` if given) as the
+    mask input. Returns the last prediction and the loss of every round."""
+    config, gen, gt = batch.config, batch.gen, frame.gt
     terms = zero_terms(gt.device)
     for _ in range(rounds):
         from_gt = float(torch.rand((), generator=gen)) < config.prob_click_from_gt
@@ -138,69 +182,86 @@ def _correct(
         if clamp is not None:
             mask_inputs = mask_inputs.clamp(-clamp, clamp)
         points = clicks.as_inputs()
-        sam = model.forward_sam_heads(
-            pix, points, mask_inputs, high_res, model.use_multimask(is_init_cond_frame, points)
+        sam = batch.model.forward_sam_heads(
+            pix,
+            point_inputs=points,
+            mask_inputs=mask_inputs,
+            high_res_features=frame.high_res(),
+            multimask_output=batch.model.use_multimask(is_init_cond_frame, points),
         )
-        terms = terms + sam_loss(
-            sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, config.loss
-        )
+        terms = terms + batch.loss(sam, gt)
     return sam, terms
 
 
-def _with_memory(
-    model: SAM2Model, feats: ImageFeatures, sam: SamHeadOutput, need_memory: bool = True
-) -> FrameOutput:
-    """The frame output of a click-prompted prediction, with its memory encoded if
-    `need_memory`."""
+def _with_memory(model: SAM2Model, frame: _Frame, sam: SamHeadOutput) -> FrameOutput:
+    """The frame output of a click-prompted prediction, with its memory encoded if the frame
+    needs it."""
     out = FrameOutput(
         pred_masks=sam.low_res_masks,
         object_pointer=sam.object_pointer,
         object_score_logits=sam.object_score_logits,
         ious=sam.ious,
     )
-    if need_memory and model.config.num_maskmem > 0:
+    if frame.need_memory and model.config.num_maskmem > 0:
         out.memory_features, out.memory_pos = model.encode_memory(
-            feats, sam.high_res_masks, sam.object_score_logits, is_mask_from_points=True
+            frame.feats, sam.high_res_masks, sam.object_score_logits, is_mask_from_points=True
         )
     return out
 
 
-def _corrected_tracked_frame(
-    model: SAM2Model,
-    frame_idx: int,
-    feats: ImageFeatures,
-    gt: Tensor,
-    cond_outputs: Mapping[int, FrameOutput],
-    non_cond_outputs: Mapping[int, FrameOutput],
-    num_frames: int,
-    config: TrainConfig,
-    gen: torch.Generator,
-    need_memory: bool = True,
-) -> tuple[FrameOutput, LossTerms]:
+def _corrected_tracked_frame(batch: _Batch, frame: _Frame) -> tuple[FrameOutput, LossTerms]:
     """A tracked frame [N objects] that the user corrects: the tracked prediction, then
     corrective clicks on its errors, with the same memory-conditioned features."""
-    maps = feats.maps()
-    high_res = maps[:-1] if len(maps) > 1 else None
+    model = batch.model
     pix = model.condition_on_memory(
-        frame_idx, False, feats, cond_outputs, non_cond_outputs, num_frames
+        frame.idx,
+        frame.feats,
+        is_init_cond_frame=False,
+        cond_outputs=batch.cond_outputs,
+        non_cond_outputs=batch.non_cond_outputs,
+        num_frames=batch.num_frames,
     )
-    sam = model.forward_sam_heads(pix, None, None, high_res, model.use_multimask(False, None))
-    terms = sam_loss(sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt, config.loss)
-    rounds = config.num_correction_rounds
+    sam = model.forward_sam_heads(
+        pix, high_res_features=frame.high_res(), multimask_output=model.use_multimask(False, None)
+    )
+    terms = batch.loss(sam, frame.gt)
     sam, more = _correct(
-        model, pix, high_res, gt, None, sam, False, config, gen, rounds, clamp=MASK_INPUT_CLAMP
+        batch,
+        frame,
+        pix,
+        clicks=None,
+        sam=sam,
+        is_init_cond_frame=False,
+        rounds=batch.config.num_correction_rounds,
+        clamp=MASK_INPUT_CLAMP,
     )
-    return _with_memory(model, feats, sam, need_memory), terms + more
+    return _with_memory(model, frame, sam), terms + more
+
+
+def _tracked_frame(batch: _Batch, frame: _Frame) -> tuple[FrameOutput, LossTerms]:
+    """A frame tracked from the memory alone [N objects]."""
+    out, sam = batch.model.track_step(
+        frame.idx,
+        frame.feats,
+        is_init_cond_frame=False,
+        cond_outputs=batch.cond_outputs,
+        non_cond_outputs=batch.non_cond_outputs,
+        num_frames=batch.num_frames,
+        run_memory_encoder=frame.need_memory,
+    )
+    return out, batch.loss(sam, frame.gt)
 
 
 def clip_loss(
     model: SAM2Model,
     clips: list[Clip],
     config: TrainConfig,
+    *,
     rng: np.random.Generator,
     gen: torch.Generator,
 ) -> LossTerms:
-    """Loss of one batch of clips: prompt the conditioning frames, track the rest."""
+    """Loss of one batch of clips: prompt the conditioning frames, track the rest. `rng`
+    picks the objects of each clip, `gen` the prompts."""
     device = model.device
     images, gt, owners, num_frames = _batch(clips, config, rng, device)
     features = model.forward_image(images)  # every frame of every clip, clip-major
@@ -217,33 +278,24 @@ def clip_loss(
     if config.random_cond_corrections:  # 0 .. N rounds: tracking also starts from one click
         cond_rounds = int(torch.randint(cond_rounds + 1, (), generator=gen))
 
-    cond_outputs: dict[int, FrameOutput] = {}
-    non_cond_outputs: dict[int, FrameOutput] = {}
+    batch = _Batch(model=model, config=config, gen=gen, num_frames=num_frames)
     terms = zero_terms(device)
     order = cond_frames + [t for t in range(num_frames) if t not in cond_frames]
     for t in order:
-        feats = features.select(owners * num_frames + t)  # frame t of each object's clip
-        need_memory = t != order[-1]  # the last frame's memory would feed no later frame
+        frame = _Frame(
+            idx=t,
+            feats=features.select(owners * num_frames + t),  # frame t of each object's clip
+            gt=gt[t],
+            need_memory=t != order[-1],  # the last frame's memory would feed no later frame
+        )
         if t in cond_frames:
-            out, frame_terms = _prompted_frame(
-                model, t, feats, gt[t], kind, cond_outputs, num_frames, config, gen,
-                cond_rounds, need_memory,
-            )  # fmt: skip
-            cond_outputs[t] = out
+            out, frame_terms = _prompted_frame(batch, frame, kind, cond_rounds)
+            batch.cond_outputs[t] = out
         elif t in to_correct:
-            out, frame_terms = _corrected_tracked_frame(
-                model, t, feats, gt[t], cond_outputs, non_cond_outputs, num_frames, config, gen,
-                need_memory,
-            )  # fmt: skip
-            cond_outputs[t] = out  # a corrected frame conditions the frames after it
+            out, frame_terms = _corrected_tracked_frame(batch, frame)
+            batch.cond_outputs[t] = out  # a corrected frame conditions the frames after it
         else:
-            out, sam = model.track_step(
-                t, False, feats, None, None, cond_outputs, non_cond_outputs, num_frames,
-                run_memory_encoder=need_memory,
-            )  # fmt: skip
-            frame_terms = sam_loss(
-                sam.high_res_multimasks, sam.ious, sam.object_score_logits, gt[t], config.loss
-            )
-            non_cond_outputs[t] = out
+            out, frame_terms = _tracked_frame(batch, frame)
+            batch.non_cond_outputs[t] = out
         terms = terms + frame_terms
     return terms

@@ -1,4 +1,4 @@
-"""Run `masklet.train.trainer.run_training` in `config.workers` processes and collect the result.
+"""Run `masklet.train.loop.run_training` in `config.workers` processes and collect the result.
 
 The processes are started with torch.multiprocessing (spawn), meet on a free local port, and
 run the same loop on their share of each batch (`masklet.train.distributed`). Worker 0 writes
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,13 +24,8 @@ from masklet.errors import InvalidInputError
 from masklet.train.config import TrainConfig
 from masklet.train.data import ClipDataset
 from masklet.train.distributed import WorkerGroup, free_port
-from masklet.train.trainer import (
-    FINAL_MODEL,
-    LAST_CHECKPOINT,
-    TrainResult,
-    build_start_model,
-    run_training,
-)
+from masklet.train.loop import FINAL_MODEL, LAST_CHECKPOINT, TrainResult, run_training
+from masklet.train.start import build_start_model
 
 __all__ = ["exit_with_parent", "train_in_workers"]
 
@@ -77,8 +73,15 @@ def _worker(
         dist.destroy_process_group()
 
 
-def train_in_workers(config: TrainConfig, dataset: ClipDataset, stop_at: int | None) -> TrainResult:
-    """Train with `config.workers` processes; returns what worker 0 wrote, loaded here."""
+def train_in_workers(
+    config: TrainConfig,
+    dataset: ClipDataset,
+    stop_at: int | None,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train with `config.workers` processes; returns what worker 0 wrote, loaded here.
+    `log` gets the init checkpoint's load report before the workers start."""
     device = resolve_device(config.device)
     if device.type not in ("cpu", "cuda"):
         raise InvalidInputError(
@@ -92,6 +95,8 @@ def train_in_workers(config: TrainConfig, dataset: ClipDataset, stop_at: int | N
     # CPU workers share the cores: each gets its part of this process's threads
     threads = max(1, torch.get_num_threads() // config.workers)
     model, report = build_start_model(config)  # for the init report; the workers build theirs
+    if report is not None and log is not None:
+        log(report.line(config.init_checkpoint))
     args = (config, dataset, stop_at, free_port(), threads, os.getpid())
     # the children inherit OMP_NUM_THREADS at start-up; torch.set_num_threads then applies
     saved = os.environ.get("OMP_NUM_THREADS")

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor
 
-from masklet.modeling.memory_bank import select_memories
 from masklet.modeling.outputs import FrameOutput
 from masklet.modeling.sam2 import SAM2Model
 from masklet.video.session import ObjectTrack, VideoSession
@@ -65,25 +64,21 @@ def groups(
     tracks: list[ObjectTrack],
     frame_idx: int,
     model: SAM2Model,
+    *,
     num_frames: int | None,
     reverse: bool,
 ) -> list[list[ObjectTrack]]:
     """Objects whose selected memories have the same frames, so they can run as one batch."""
-    c = model.config
+    rule = model.memory_rule()
     groups: dict[tuple, list[ObjectTrack]] = {}
     for track in tracks:
-        chosen = select_memories(
+        # the selection only needs frame indices, so select over {frame: frame}
+        chosen = rule.select(
             frame_idx,
             {t: t for t in track.cond},
             {t: t for t in track.non_cond},
-            num_maskmem=c.num_maskmem,
-            max_cond_frames=c.max_cond_frames_in_attn,
-            max_obj_ptrs=c.max_obj_ptrs_in_encoder,
             num_frames=num_frames,
             reverse=reverse,
-            stride=c.memory_temporal_stride_for_eval,
-            only_past_pointers=c.only_obj_ptrs_in_the_past_for_eval,
-            signed_pointer_distance=c.use_signed_tpos_enc_to_obj_ptrs,
         )
         key = (tuple(sorted(track.cond)), tuple(chosen.spatial), tuple(chosen.pointers))
         groups.setdefault(key, []).append(track)

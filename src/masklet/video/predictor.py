@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from masklet.errors import InvalidInputError, InvalidPromptError, SessionNotFoundError
+from masklet.modeling.logits import LOGIT_CLAMP, NO_OBJECT_SCORE
 from masklet.modeling.outputs import FrameOutput, ImageFeatures
-from masklet.modeling.sam2 import NO_OBJECT_SCORE, SAM2Model, non_overlapping
+from masklet.modeling.sam2 import SAM2Model, non_overlapping
 from masklet.postprocess import fill_holes_video
 from masklet.video.batching import groups, merge_banks, shared_memory_pos
 from masklet.video.frames import FrameSource, LiveSource, open_frames
@@ -26,8 +27,6 @@ from masklet.video.order import processing_order
 from masklet.video.prompt_inputs import check_inside, clicks_and_box
 from masklet.video.results import FrameResult
 from masklet.video.session import FeatureCache, ObjectTrack, VideoSession, frame_to_tensor
-
-LOGIT_CLAMP = 32.0  # previous logits fed back with new clicks are clamped like the reference
 
 Output = tuple[int, list[int], Tensor]  # (frame index, object ids, logits [N, 1, H, W])
 
@@ -75,8 +74,7 @@ class VideoPredictor:
 
     def default_memory_window(self) -> int:
         """Frames around the frontier / prompts whose outputs the model can still read."""
-        c = self.model.config
-        return max(c.num_maskmem * c.memory_temporal_stride_for_eval, c.max_obj_ptrs_in_encoder)
+        return self.model.memory_rule().window
 
     # ---- sessions ---------------------------------------------------------------------------
 
@@ -163,7 +161,7 @@ class VideoPredictor:
             coords, labs = torch.cat([old[0], coords], dim=1), torch.cat([old[1], labs], dim=1)
         track.point_inputs[frame_idx] = (coords, labs)
         track.mask_inputs.pop(frame_idx, None)
-        return self._prompt_frame(session, track, frame_idx, (coords, labs), None)
+        return self._prompt_frame(session, track, frame_idx, points=(coords, labs))
 
     @torch.inference_mode()
     def add_new_mask(
@@ -182,15 +180,16 @@ class VideoPredictor:
             m = (m >= 0.5).float()
         track.mask_inputs[frame_idx] = m
         track.point_inputs.pop(frame_idx, None)
-        return self._prompt_frame(session, track, frame_idx, None, m)
+        return self._prompt_frame(session, track, frame_idx, mask=m)
 
     def _prompt_frame(
         self,
         session: VideoSession,
         track: ObjectTrack,
         frame_idx: int,
-        points: tuple[Tensor, Tensor] | None,
-        mask: Tensor | None,
+        *,
+        points: tuple[Tensor, Tensor] | None = None,
+        mask: Tensor | None = None,
     ) -> Output:
         is_init = frame_idx not in track.tracked
         reverse = False if is_init else track.tracked[frame_idx]
@@ -201,9 +200,16 @@ class VideoPredictor:
             if prev is not None:
                 prev_logits = prev.pred_masks.to(self.device).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
         out = self._infer(
-            session, [track], frame_idx, is_init, points, mask, reverse,
-            run_memory_encoder=False, prev_logits=prev_logits,
-        )[0]  # fmt: skip
+            session,
+            [track],
+            frame_idx,
+            reverse=reverse,
+            is_init=is_init,
+            points=points,
+            mask=mask,
+            run_memory_encoder=False,
+            prev_logits=prev_logits,
+        )[0]
         track.pending(is_cond)[frame_idx] = out
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
 
@@ -234,27 +240,39 @@ class VideoPredictor:
         session: VideoSession,
         tracks: list[ObjectTrack],
         frame_idx: int,
-        is_init: bool,
-        points: tuple[Tensor, Tensor] | None,
-        mask: Tensor | None,
+        *,
         reverse: bool,
-        run_memory_encoder: bool,
+        is_init: bool = False,
+        points: tuple[Tensor, Tensor] | None = None,
+        mask: Tensor | None = None,
+        run_memory_encoder: bool = True,
         prev_logits: Tensor | None = None,
     ) -> list[FrameOutput]:
-        """One track step for objects whose memories line up (batched), split per object."""
+        """One track step for objects whose memories line up (batched), split per object.
+        The defaults track a frame from memory; a prompt gives `is_init` (first prompt of the
+        object), `points` or `mask`, and defers the memory encoder until tracking starts."""
         feats = session.features.get(frame_idx)
         b = len(tracks)
         if b > 1:
             feats = ImageFeatures(
-                [x.expand(-1, b, -1) for x in feats.vision_feats],
-                [x.expand(-1, b, -1) for x in feats.vision_pos],
-                feats.feat_sizes,
+                vision_feats=[x.expand(-1, b, -1) for x in feats.vision_feats],
+                vision_pos=[x.expand(-1, b, -1) for x in feats.vision_pos],
+                feat_sizes=feats.feat_sizes,
             )
         cond, non_cond = merge_banks(tracks)
         out, _ = self.model.track_step(
-            frame_idx, is_init, feats, points, mask, cond, non_cond, session.num_frames,
-            reverse=reverse, run_memory_encoder=run_memory_encoder, prev_mask_logits=prev_logits,
-        )  # fmt: skip
+            frame_idx,
+            feats,
+            is_init_cond_frame=is_init,
+            cond_outputs=cond,
+            non_cond_outputs=non_cond,
+            num_frames=session.num_frames,
+            point_inputs=points,
+            mask_inputs=mask,
+            reverse=reverse,
+            run_memory_encoder=run_memory_encoder,
+            prev_mask_logits=prev_logits,
+        )
         pred = out.pred_masks
         if self.fill_hole_area > 0:
             pred = fill_holes_video(pred, self.fill_hole_area)
@@ -284,7 +302,9 @@ class VideoPredictor:
             out.pred_masks.to(self.device), size=(s, s), mode="bilinear", align_corners=False
         )
         feats = session.features.get(frame_idx)
-        memory, pos = self.model.encode_memory(feats, high_res, out.object_score_logits, True)
+        memory, pos = self.model.encode_memory(
+            feats, high_res, out.object_score_logits, is_mask_from_points=True
+        )
         out.memory_features = memory.to(torch.bfloat16)
         session.memory_pos = shared_memory_pos(session, pos)
         out.memory_pos = session.memory_pos
@@ -314,8 +334,7 @@ class VideoPredictor:
     def _clear_non_cond_around(
         self, session: VideoSession, track: ObjectTrack, frame_idx: int
     ) -> None:
-        c = self.model.config
-        r = c.memory_temporal_stride_for_eval * c.num_maskmem
+        r = self.model.memory_rule().spatial_reach
         for t in range(frame_idx - r, frame_idx + r + 1):
             track.non_cond.pop(t, None)
 
@@ -374,12 +393,12 @@ class VideoPredictor:
         if batch is None:
             batch = self.device.type != "cpu"
         grouped = (
-            groups(to_run, frame_idx, self.model, session.num_frames, reverse)
+            groups(to_run, frame_idx, self.model, num_frames=session.num_frames, reverse=reverse)
             if batch
             else [[track] for track in to_run]
         )
         for group in grouped:
-            outs = self._infer(session, group, frame_idx, False, None, None, reverse, True)
+            outs = self._infer(session, group, frame_idx, reverse=reverse)
             for track, out in zip(group, outs):
                 track.non_cond[frame_idx] = out
                 low_res[track.obj_id], scores[track.obj_id] = (
@@ -393,7 +412,13 @@ class VideoPredictor:
         logits = torch.cat([low_res[i].to(self.device) for i in ids], dim=0)  # [N, 1, h, w]
         video = self._maybe_non_overlap(self._to_video_res(session, logits))
         obj_scores = torch.cat([scores[i].to(self.device) for i in ids], dim=0)
-        return FrameResult(frame_idx, ids, video, obj_scores, dict(session.names))
+        return FrameResult(
+            frame_idx=frame_idx,
+            obj_ids=ids,
+            mask_logits=video,
+            object_scores=obj_scores,
+            names=dict(session.names),
+        )
 
     # ---- editing ----------------------------------------------------------------------------
 

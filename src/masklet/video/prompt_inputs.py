@@ -9,9 +9,10 @@ import torch
 from torch import Tensor
 
 from masklet.errors import InvalidPromptError
+from masklet.modeling.prompt_encoder import BOX_BOTTOM_RIGHT_LABEL, BOX_TOP_LEFT_LABEL
 from masklet.prompt_rules import check_label_values, check_model_points
 
-BOX_LABELS = (2, 3)  # prompt-encoder labels of a box's top-left and bottom-right corners
+BOX_LABELS = (BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL)  # a box as two corner points
 
 
 def clicks_and_box(

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from masklet.modeling.outputs import FrameOutput, ImageFeatures
-from masklet.transforms import MEAN, STD
+from masklet.transforms import normalize, uint8_to_unit
 from masklet.video.frames import FrameSource
 
 PointInputs = tuple[Tensor, Tensor]  # coords [1, P, 2] in model-input pixels, labels [1, P]
@@ -71,10 +71,8 @@ def frame_to_tensor(frame: np.ndarray, image_size: int) -> Tensor:
     frames (PIL resize to S x S with its default bicubic filter, rounded to uint8), so video
     results equal the reference's on the same frames."""
     resized = np.array(Image.fromarray(frame).resize((image_size, image_size)))
-    x = torch.from_numpy(resized).permute(2, 0, 1).float() / 255.0
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
-    return (x - mean) / std
+    x = uint8_to_unit(torch.from_numpy(resized).permute(2, 0, 1))  # [H, W, 3] -> [3, S, S]
+    return normalize(x)
 
 
 class FeatureCache:
