@@ -100,7 +100,7 @@ def read_manifest(path: str | Path) -> list[BatchItem]:
             specs.append((number, json.loads(raw)))
         except (json.JSONDecodeError, RecursionError) as error:
             errors.append(f"line {number}: not valid JSON: {error}")
-    items = check_specs(specs, base=path.parent, errors=errors)
+    items = check_specs(specs, base=path.absolute().parent, errors=errors)
     if not items and not errors:
         errors.append("the manifest has no items (one JSON object per line)")
     if errors:
@@ -111,7 +111,7 @@ def read_manifest(path: str | Path) -> list[BatchItem]:
 def items_from_specs(specs: Iterable[Mapping[str, Any]], base: str | Path = ".") -> list[BatchItem]:
     """Items from line objects given in Python (the `masklet.batch.run` API), numbered from 1."""
     errors: list[str] = []
-    items = check_specs(list(enumerate(specs, start=1)), base=Path(base), errors=errors)
+    items = check_specs(list(enumerate(specs, start=1)), base=Path(base).absolute(), errors=errors)
     if errors:
         raise ManifestError(_summary("items", errors))
     return items

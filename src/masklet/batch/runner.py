@@ -95,7 +95,7 @@ def run(
     from masklet.batch.local import LocalExecutor
 
     checked = as_items(items)
-    out = Path(out)
+    out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     clear_leftovers(out)
     executor = executor or LocalExecutor()

@@ -12,7 +12,7 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from masklet.cli import demo, image, models, serve, train, video
+    from masklet.cli import batch, demo, image, models, serve, train, video
     from masklet.cli import eval as evaluation
 
     parser = argparse.ArgumentParser(
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     evaluation.add_parser(sub)
     train.add_parser(sub)
+    batch.add_parser(sub)
     return parser
 
 
