@@ -169,3 +169,18 @@ def test_interrupted_run_resumes_to_the_uninterrupted_outputs(
     for item_id in dataset.good:
         assert output_files(out / item_id) == output_files(uninterrupted / item_id), item_id
     assert (out / "coco.json").read_bytes() == (uninterrupted / "coco.json").read_bytes()
+
+
+def test_a_model_no_worker_can_load_stops_the_batch_with_exit_2(
+    dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from masklet.cli.main import main
+
+    argv = ["batch", str(dataset.manifest), "--out", str(tmp_path / "out"), "--checkpoint",
+            str(tmp_path / "missing.pt"), "--threads", "1"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "a worker could not start" in err and "missing.pt" in err
+    assert not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] or {
+        p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")
+    } == {"report.jsonl"}

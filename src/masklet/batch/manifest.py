@@ -31,7 +31,7 @@ TEXT_FIELDS = (
 )  # fmt: skip
 OUTPUTS = ("overlay", "masks", "json")
 DEFAULT_OUTPUTS = ("masks", "json")
-IMAGE_OPTIONS: Mapping[str, type | tuple[type, ...]] = {"multimask": bool, "mask_type": str}
+IMAGE_OPTIONS: Mapping[str, type | tuple[type, ...]] = {"multimask": bool}
 VIDEO_OPTIONS: Mapping[str, type | tuple[type, ...]] = {
     "direction": str, "start_frame": int, "max_frames": int, "fps": (int, float),
     "mask_type": str, "output_frame_interval": int,

@@ -146,9 +146,6 @@ class RayExecutor:
 
 
 def _never_started(error: Exception) -> bool:
-    """An actor whose constructor raised (e.g. an unknown model) cannot run anything."""
-    return (
-        "__init__" in str(error)
-        and "ActorDiedError" in type(error).__name__
-        and ("The actor died because of an error raised in its creation task" in str(error))
-    )
+    """An actor whose constructor raised (e.g. an unknown model) cannot run anything; Ray says
+    so in the error of every task sent to it."""
+    return "error raised in its creation task" in str(error)
