@@ -67,3 +67,17 @@ def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> 
     assert len(masks) == 24
     ids = np.stack([read_palette_png(p) for p in masks])
     assert 0 < (ids == 1).mean() < 1
+
+
+def test_a_model_no_actor_can_load_stops_the_batch(
+    local_ray: Any, dataset: Dataset, tmp_path: Path
+) -> None:
+    from masklet.batch.ray import RayExecutor
+    from masklet.errors import MaskletError
+
+    with pytest.raises(MaskletError, match="could not load the model: .*missing.pt"):
+        run(dataset.manifest, tmp_path / "out", model=str(tmp_path / "missing.pt"),
+            executor=RayExecutor(workers=2), progress=False)  # fmt: skip
+    assert {p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")} == {
+        "report.jsonl"
+    }

@@ -124,8 +124,9 @@ class RayExecutor:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayActorError as error:
                     if _never_started(error):
+                        cause = [ln for ln in str(error).splitlines() if ln.strip()][-1]
                         raise MaskletError(
-                            f"a Ray worker could not load the model: {error}"
+                            f"a Ray worker could not load the model: {cause.strip()}"
                         ) from None
                     ray.kill(actor)
                     if attempts[item.item_id] <= max_retries:
