@@ -62,14 +62,23 @@ class WorkerState:
         self.spec = spec
         self.model: Any = load_model(spec.model, device=spec.device)
         self._detector: Any = None
+        self._detector_error: Exception | None = None
 
     def detector(self) -> Any:
+        """The detector, loaded once; a load that failed fails every later text item the same
+        way without trying again (a missing download would otherwise be retried per item)."""
+        if self._detector_error is not None:
+            raise self._detector_error
         if self._detector is None:
             from masklet.text.grounding_dino import DEFAULT_DETECTOR, GroundingDINODetector
 
-            self._detector = GroundingDINODetector(
-                self.spec.detector or DEFAULT_DETECTOR, device=self.spec.device
-            )
+            try:
+                self._detector = GroundingDINODetector(
+                    self.spec.detector or DEFAULT_DETECTOR, device=self.spec.device
+                )
+            except Exception as error:
+                self._detector_error = error
+                raise
         return self._detector
 
 
