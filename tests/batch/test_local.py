@@ -128,6 +128,7 @@ def test_a_killed_worker_has_its_item_retried(tmp_path: Path) -> None:
                   max_retries=1, on_event=kill_mid_item, progress=False)  # fmt: skip
     assert killed and summary.ok == 1 and summary.failed == 0
     assert [(o.ok, o.attempts) for o in finished] == [(True, 2)]
+    assert not (tmp_path / "out" / STATE_DIR / "staging").exists()  # the killed try's folder
     masks = sorted((tmp_path / "out" / "long" / "masks").iterdir())
     assert len(masks) == 24
     ids = np.stack([read_palette_png(p) for p in masks])

@@ -4,6 +4,7 @@ CLI runs; an actor killed with `ray.kill` mid-item has its item retried on a new
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from masklet.batch import run
 from masklet.batch.executor import Event, ItemFinished, ItemStarted
+from masklet.batch.records import STATE_DIR
 from masklet.io.masks import read_palette_png
 from tests.batch.conftest import FAILING, MODEL, Dataset, assert_matches_cli
 from tests.media import write_square_clip
@@ -52,10 +54,15 @@ def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> 
     killed: list[Any] = []
     finished: list[Any] = []
 
+    staging = tmp_path / "out" / STATE_DIR / "staging"
+
     def kill_first_actor(event: Event) -> None:
         if isinstance(event, ItemStarted) and not killed:
+            deadline = time.monotonic() + 120
+            while not list(staging.glob("long.*")) and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the actor has begun the item (its staging folder)
             killed.append(event.worker)
-            local_ray.kill(event.worker)  # the item is handed over: the actor dies under it
+            local_ray.kill(event.worker)
         if isinstance(event, ItemFinished):
             finished.append(event.outcome)
 
@@ -63,6 +70,7 @@ def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> 
                   max_retries=1, on_event=kill_first_actor, progress=False)  # fmt: skip
     assert killed and summary.ok == 1
     assert [(o.ok, o.attempts) for o in finished] == [(True, 2)]
+    assert not staging.exists()  # the killed try's folder is gone
     masks = sorted((tmp_path / "out" / "long" / "masks").iterdir())
     assert len(masks) == 24
     ids = np.stack([read_palette_png(p) for p in masks])

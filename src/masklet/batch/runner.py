@@ -136,6 +136,7 @@ def run(
         executor.run(to_run, out, spec, handle, max_retries=max_retries)
     finally:
         bar.close()
+        clear_leftovers(out)  # staging of items whose worker died (the workers are stopped)
         seconds = time.perf_counter() - started
         report = write_report(
             out, [lines.get(i.item_id) or report_line(i, "not-run") for i in checked]
