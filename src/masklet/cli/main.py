@@ -54,6 +54,10 @@ _COMMANDS: dict[str, _Command] = {
         "masklet.cli.eval", "score predicted masks against DAVIS-style annotations (J&F)"
     ),
     "train": _Command("masklet.cli.train", "fine-tune a model on videos in the DAVIS layout"),
+    "batch": _Command(
+        "masklet.cli.batch",
+        "segment many images and videos from a manifest, on local cores or Ray; resumable",
+    ),
 }
 
 

@@ -1,0 +1,149 @@
+"""Batch throughput: local workers 1 vs 2, and the Ray executor's per-item overhead.
+
+Generates small images (a square per image, one click each) and short videos (one click),
+then runs `masklet.batch.run` on the bundled model (`masklet-nano-synthetic`, loads offline):
+
+- local executor with 1 worker (all cores' threads) and 2 workers (threads split);
+- local vs Ray with 1 worker of 1 thread each (a local Ray with `num_cpus` = the cores).
+
+Each figure is the median over `--rounds` alternated runs (fresh output folders). Times are
+"work" seconds, from the first item finished to the last (the items after the first): worker
+start-up (spawn, torch import, model load; a Ray actor loads its model after its first item
+is handed over) is printed separately as the time to the first finished item, since a real
+batch pays it once. Targets: 2 workers >= 1.6x the throughput of the better 1-worker setup
+(all cores' threads, or one thread); Ray per item <= 1.10x local (both 1 worker, 1 thread).
+
+    python benchmarks/batch.py                 # 40 images + 4 videos x 16 frames, 2 rounds
+    python benchmarks/batch.py --quick         # 16 images + 2 videos x 8 frames, 1 round
+    python benchmarks/batch.py --no-ray        # local only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # tests/media.py writes the clips
+
+from tests.media import write_square_clip  # noqa: E402
+
+from masklet.batch import LocalExecutor, run  # noqa: E402
+from masklet.batch.executor import Event, ItemFinished  # noqa: E402
+
+MODEL = "masklet-nano-synthetic"
+W, H = 160, 120
+
+
+@dataclass(frozen=True)
+class Figures:
+    items_per_s: float
+    frames_per_s: float
+    work_s: float
+    startup_s: float
+
+
+def make_items(root: Path, images: int, videos: int, frames: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    items: list[dict[str, Any]] = []
+    for k in range(images):
+        x, y = int(rng.integers(10, W - 40)), int(rng.integers(10, H - 40))
+        array = np.full((H, W, 3), 25, np.uint8)
+        array[y : y + 30, x : x + 30] = (210, 90, 40)
+        Image.fromarray(array).save(root / f"img{k:03d}.png")
+        items.append({"input": str(root / f"img{k:03d}.png"),
+                      "prompts": [{"object": "square", "points": [[x + 15, y + 15]]}]})  # fmt: skip
+    for k in range(videos):
+        write_square_clip(root / f"clip{k}.mp4", frames, (W, H), 24, step=2)
+        items.append({"input": str(root / f"clip{k}.mp4"), "click_coordinates": "[20,20]"})
+    return items
+
+
+def timed_run(items: list[dict[str, Any]], executor: Any) -> Figures:
+    finishes: list[tuple[float, int]] = []  # (time, frames) of each finished item
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, ItemFinished):
+            assert event.outcome.ok, event.outcome.error
+            finishes.append((time.perf_counter(), event.outcome.frames))
+
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        run(items, out, model=MODEL, executor=executor, on_event=on_event, progress=False)
+    work = finishes[-1][0] - finishes[0][0]
+    frames = sum(f for _, f in finishes[1:])
+    return Figures((len(finishes) - 1) / work, frames / work, work, finishes[0][0] - start)
+
+
+def median(figures: list[Figures]) -> Figures:
+    return Figures(*(statistics.median(getattr(f, k) for f in figures)
+                     for k in Figures.__dataclass_fields__))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=16, help="frames per video")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
+    parser.add_argument("--quick", action="store_true", help="small batch, one round")
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.videos, args.frames, args.rounds = 16, 2, 8, 1
+    cores = os.cpu_count() or 1
+    print(f"machine: {cores} cores, load average {os.getloadavg()[0]:.1f}; model {MODEL}; "
+          f"{args.images} images {W}x{H} + {args.videos} videos x {args.frames} frames")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        items = make_items(Path(tmp), args.images, args.videos, args.frames)
+        setups: dict[str, Any] = {
+            f"local, 1 worker, {cores} threads": lambda: LocalExecutor(workers=1, threads=cores),
+            "local, 1 worker, 1 thread": lambda: LocalExecutor(workers=1, threads=1),
+            "local, 2 workers": lambda: LocalExecutor(workers=2),
+        }
+        ray = None
+        if not args.no_ray:
+            import ray
+
+            from masklet.batch.ray import RayExecutor
+
+            started = time.perf_counter()
+            ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+            print(f"ray.init (local, {cores} CPUs): {time.perf_counter() - started:.1f} s")
+            setups["ray, 1 actor, 1 CPU"] = lambda: RayExecutor(workers=1, num_cpus=1)
+        results: dict[str, list[Figures]] = {name: [] for name in setups}
+        for _ in range(args.rounds):  # alternate, so load from elsewhere hits every setup
+            for name, make in setups.items():
+                results[name].append(timed_run(items, make()))
+        if ray is not None:
+            ray.shutdown()
+    table = {name: median(figs) for name, figs in results.items()}
+    print(f"\n{'setup':30s} {'items/s':>8s} {'frames/s':>9s} {'work s':>7s} {'start-up s':>11s}")
+    for name, f in table.items():
+        print(f"{name:30s} {f.items_per_s:8.2f} {f.frames_per_s:9.1f} {f.work_s:7.1f} "
+              f"{f.startup_s:11.1f}")  # fmt: skip
+    one = max(f.items_per_s for name, f in table.items() if name.startswith("local, 1 worker"))
+    speedup = table["local, 2 workers"].items_per_s / one
+    print(f"\nTARGET 2 workers >= 1.6x the better 1 worker: {speedup:.2f}x "
+          f"{'PASS' if speedup >= 1.6 else 'FAIL'}")  # fmt: skip
+    if "ray, 1 actor, 1 CPU" in table:
+        ratio = table["ray, 1 actor, 1 CPU"].work_s / table["local, 1 worker, 1 thread"].work_s
+        print(f"TARGET Ray / local per-item time <= 1.10: {ratio:.2f} "
+              f"{'PASS' if ratio <= 1.10 else 'FAIL'}")  # fmt: skip
+    print(json.dumps({name: vars(f) for name, f in table.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The Ray executor on a real local Ray (`ray.init(num_cpus=2)`, one session for the module):
+the same 24 items give exactly the two failures and outputs byte-identical to the single-item
+CLI runs; an actor killed with `ray.kill` mid-item has its item retried on a new actor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from masklet.batch import run
+from masklet.batch.executor import Event, ItemFinished, ItemStarted
+from masklet.batch.records import STATE_DIR
+from masklet.io.masks import read_palette_png
+from tests.batch.conftest import FAILING, MODEL, Dataset, assert_matches_cli
+from tests.media import write_square_clip
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_gives_the_same_failures_and_outputs_as_the_cli(
+    local_ray: Any, dataset: Dataset, tmp_path: Path
+) -> None:
+    from masklet.batch.ray import RayExecutor
+
+    out = tmp_path / "out"
+    summary = run(dataset.manifest, out, model=MODEL, executor=RayExecutor(workers=2),
+                  progress=False)  # fmt: skip
+    assert (summary.total, summary.ok, summary.failed) == (24, 22, 2)
+    failed = {line.split('"id": "')[1].split('"')[0]
+              for line in (out / "report.jsonl").read_text().splitlines()
+              if '"status": "failed"' in line}  # fmt: skip
+    assert failed == set(FAILING)
+    assert_matches_cli(out, dataset)
+    assert local_ray.is_initialized()  # the executor leaves a Ray it did not start running
+
+
+def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> None:
+    from masklet.batch.ray import RayExecutor
+
+    write_square_clip(tmp_path / "long.mp4", 24, (64, 48), 24)
+    items = [{"input": str(tmp_path / "long.mp4"), "click_coordinates": "[20,20]"}]
+    killed: list[Any] = []
+    finished: list[Any] = []
+
+    staging = tmp_path / "out" / STATE_DIR / "staging"
+
+    def kill_first_actor(event: Event) -> None:
+        if isinstance(event, ItemStarted) and not killed:
+            deadline = time.monotonic() + 120
+            while not list(staging.glob("long.*")) and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the actor has begun the item (its staging folder)
+            killed.append(event.worker)
+            local_ray.kill(event.worker)
+        if isinstance(event, ItemFinished):
+            finished.append(event.outcome)
+
+    summary = run(items, tmp_path / "out", model=MODEL, executor=RayExecutor(workers=1),
+                  max_retries=1, on_event=kill_first_actor, progress=False)  # fmt: skip
+    assert killed and summary.ok == 1
+    assert [(o.ok, o.attempts) for o in finished] == [(True, 2)]
+    assert not staging.exists()  # the killed try's folder is gone
+    masks = sorted((tmp_path / "out" / "long" / "masks").iterdir())
+    assert len(masks) == 24
+    ids = np.stack([read_palette_png(p) for p in masks])
+    assert 0 < (ids == 1).mean() < 1
+
+
+def test_a_model_no_actor_can_load_stops_the_batch(
+    local_ray: Any, dataset: Dataset, tmp_path: Path
+) -> None:
+    from masklet.batch.ray import RayExecutor
+    from masklet.errors import MaskletError
+
+    with pytest.raises(MaskletError, match="could not load the model: .*missing.pt"):
+        run(dataset.manifest, tmp_path / "out", model=str(tmp_path / "missing.pt"),
+            executor=RayExecutor(workers=2), progress=False)  # fmt: skip
+    assert {p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")} == {
+        "report.jsonl"
+    }
