@@ -32,7 +32,11 @@ def _imported_by(*argv: str) -> tuple[list[str], str]:
     return [name for name in marker.removeprefix("IMPORTED:").split(",") if name], done.stdout
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["models"], ["demo", "--help"], []])
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["models"], ["demo", "--help"], [], ["image", "--help"], ["video", "--help"],
+     ["batch", "--help"]],
+)  # fmt: skip
 def test_help_and_models_do_not_import_torch(argv: list[str]) -> None:
     imported, out = _imported_by(*argv)
     assert "torch" not in imported, f"masklet {' '.join(argv)} imported {imported}"

@@ -11,6 +11,11 @@ for result in track_with_text(VideoPredictor(model), session, detector, "a dog."
 GroundingDINO needs the optional extra: pip install 'masklet[text]'.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from masklet.text.detector import (
     DEFAULT_BOX_THRESHOLD,
     DEFAULT_TEXT_THRESHOLD,
@@ -29,8 +34,32 @@ from masklet.text.grounding_dino import (
     TextExtraMissingError,
     load_grounding_dino,
 )
-from masklet.text.image import TextObject, detect_objects, segment_boxes, segment_text
-from masklet.text.video import DEFAULT_NEW_OBJECT_IOU, TextTrackingOptions, track_with_text
+
+if TYPE_CHECKING:
+    from masklet.text.image import TextObject, detect_objects, segment_boxes, segment_text
+    from masklet.text.video import DEFAULT_NEW_OBJECT_IOU, TextTrackingOptions, track_with_text
+
+# The SAM 2 side imports PyTorch: loaded on first use, so the CLI's help and option parsing
+# (which read the detector's defaults) stay fast.
+_LAZY = {
+    "TextObject": "masklet.text.image",
+    "detect_objects": "masklet.text.image",
+    "segment_boxes": "masklet.text.image",
+    "segment_text": "masklet.text.image",
+    "DEFAULT_NEW_OBJECT_IOU": "masklet.text.video",
+    "TextTrackingOptions": "masklet.text.video",
+    "track_with_text": "masklet.text.video",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'masklet.text' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_BOX_THRESHOLD",
