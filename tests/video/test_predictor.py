@@ -25,14 +25,17 @@ def model():  # type: ignore[no-untyped-def]
     return m
 
 
-def frames(n: int, seed: int = 0) -> np.ndarray:
+def frames(n: int, seed: int = 0, three: bool = False) -> np.ndarray:
+    """[n, H, W, 3]: a red square moving right on dark noise; `three` adds a green square
+    moving left and a blue one moving right (three objects for the nano model to follow)."""
     rng = np.random.default_rng(seed)
     out = rng.integers(0, 60, (n, H, W, 3), dtype=np.uint8)
     for t in range(n):
         x = (2 * t) % (W - 16)
-        out[t, 10:26, x : x + 16] = (230, 50, 50)  # red, moving right
-        out[t, 30:44, 40 - t : 52 - t] = (40, 200, 60)  # green, moving left
-        out[t, 28:40, 4 + t : 14 + t] = (60, 80, 230)  # blue, moving right
+        out[t, 10:26, x : x + 16] = (230, 50, 50)
+        if three:
+            out[t, 30:44, 40 - t : 52 - t] = (40, 200, 60)
+            out[t, 28:40, 4 + t : 14 + t] = (60, 80, 230)
     return out
 
 
@@ -83,7 +86,7 @@ def test_bounded_memory_gives_the_same_masks_as_keeping_everything(short_memory_
 
 def test_batched_objects_equal_objects_tracked_alone(nano_model) -> None:  # type: ignore[no-untyped-def]
     predictor = VideoPredictor(nano_model, fill_hole_area=0, batch_objects=True)
-    video = frames(8)
+    video = frames(8, three=True)
     prompts = {
         1: dict(points=[[8, 18]], labels=[1]),  # the red square
         2: dict(box=[38, 28, 54, 46]),  # the green one
@@ -181,7 +184,7 @@ def test_bad_prompts_raise_clear_errors(model) -> None:  # type: ignore[no-untyp
 def test_non_overlapping_masks_option(nano_model) -> None:  # type: ignore[no-untyped-def]
     def tracked(non_overlap: bool) -> list[torch.Tensor]:
         predictor = VideoPredictor(nano_model, fill_hole_area=0, non_overlap_masks=non_overlap)
-        s = predictor.init_state(frames(4))
+        s = predictor.init_state(frames(4, three=True))
         # two objects on the same red square: left free, their masks overlap
         predictor.add_new_points_or_box(s, 0, 1, points=[[8, 18]], labels=[1])
         _, _, masks = predictor.add_new_points_or_box(s, 0, 2, box=[0, 8, 18, 28])
