@@ -32,3 +32,21 @@ def write_square_clip(
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def write_two_squares_clip(path: Path, num_frames: int, size: tuple[int, int], fps: int) -> Path:
+    """Like `write_square_clip` plus a blue 14x16 square at rows 26..42 moving left from
+    x = 48: two objects the bundled nano model tracks with non-empty masks on every frame."""
+    width, height = size
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(num_frames):
+            array = np.full((height, width, 3), 30, np.uint8)
+            array[10:30, 10 + 2 * i : 30 + 2 * i] = (220, 200, 40)
+            array[26:42, 48 - 2 * i : 62 - 2 * i] = (40, 90, 220)
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

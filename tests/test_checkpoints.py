@@ -251,8 +251,9 @@ def test_bare_state_dict_is_accepted(tmp_path: Path, tiny_state: dict[str, Tenso
 
 
 def test_hf_safetensors_round_trip(tmp_path: Path) -> None:
-    test_hf = pytest.importorskip("tests.test_hf_keys")
     from safetensors.torch import save_file
+
+    from tests import test_hf_keys as test_hf
 
     cfg = small_config(TINY)
     official = perturbed_state_dict(reference_model(cfg), seed=7)
@@ -513,7 +514,6 @@ def test_load_model_detects_the_variant_of_a_file(
 
 
 def test_load_model_with_masklet_build_model(tiny_pt: Path, tiny_state: dict[str, Tensor]) -> None:
-    pytest.importorskip("masklet.modeling.sam2")
     model = load_model(tiny_pt, device="cpu", config=small_config(TINY))
     assert type(model).__module__ == "masklet.modeling.sam2" and not model.training
     assert all(torch.equal(model.state_dict()[k], v) for k, v in tiny_state.items())

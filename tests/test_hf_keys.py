@@ -57,6 +57,7 @@ def hf_video_model(cfg: ModelConfig) -> torch.nn.Module:
         image_size=cfg.image_size,
         enable_temporal_pos_encoding_for_object_pointers=v21,
         enable_occlusion_spatial_embedding=v21,
+        memory_attention_rope_feat_sizes=[cfg.image_embedding_size] * 2,
     )
     return Sam2VideoModel(config).eval()
 
@@ -269,3 +270,63 @@ def test_no_official_key_uses_hf_vocabulary() -> None:
 
     official = reference_model(small_config("sam2.1_hiera_base_plus")).state_dict()
     assert [k for k in official if any(w in k for w in _HF_ONLY_WORDS)] == []
+
+
+@torch.no_grad()
+def test_mapped_memory_modules_compute_what_the_transformers_video_model_computes() -> None:
+    """The video path's modules, run on the same inputs in transformers' Sam2VideoModel and in
+    the reference loaded through `hf_to_official`: a swap of two same-shaped memory tensors
+    (attention projections, norms, fuser blocks, pointer MLP layers) changes the outputs."""
+    cfg = small_config(image_size=IMAGE_SIZE)
+    hf_model = hf_video_model(cfg)
+    weights = tie_positional(perturbed_state_dict(hf_model, seed=4))
+    hf_model.load_state_dict(weights, strict=True)
+    ref = reference_model(cfg)
+    ref.load_state_dict(hf_to_official(weights), strict=True)
+
+    gen = torch.Generator().manual_seed(5)
+    side, d, mem = cfg.image_embedding_size, cfg.hidden_dim, cfg.mem_dim
+    pix = torch.randn(2, d, side, side, generator=gen)
+    masks = torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE, generator=gen)  # already sigmoid-ed
+    hf_feat, hf_pos = hf_model.memory_encoder(pix, masks)
+    ref_enc = ref.memory_encoder(pix, masks, skip_mask_sigmoid=True)
+    assert hf_feat.abs().max() > 0.1  # not a comparison of zeros
+    assert_close(hf_feat, ref_enc["vision_features"], atol=1e-4)
+    assert_close(hf_pos, ref_enc["vision_pos_enc"][0], atol=1e-5)
+
+    hw, num_ptr = side * side, 4
+    mem_len = 2 * hw + num_ptr  # two memory frames and one pointer split into 4 tokens
+    inputs = dict(
+        curr=torch.randn(hw, 2, d, generator=gen),
+        memory=torch.randn(mem_len, 2, mem, generator=gen),
+        curr_pos=torch.randn(hw, 2, d, generator=gen),
+        memory_pos=torch.randn(mem_len, 2, mem, generator=gen),
+    )
+    hf_out = hf_model.memory_attention(
+        current_vision_features=inputs["curr"],
+        memory=inputs["memory"],
+        current_vision_position_embeddings=inputs["curr_pos"],
+        memory_posision_embeddings=inputs["memory_pos"],  # sic: transformers' spelling
+        num_object_pointer_tokens=num_ptr,
+    )
+    ref_out = ref.memory_attention(**inputs, num_obj_ptr_tokens=num_ptr)  # [HW, B, C]
+    assert ref_out.abs().max() > 0.1
+    assert_close(hf_out.squeeze(0).transpose(0, 1), ref_out, atol=1e-4)  # [1, B, HW, C] ->
+
+    tokens = torch.randn(3, d, generator=gen)
+    assert_close(hf_model.object_pointer_proj(tokens), ref.obj_ptr_proj(tokens), atol=1e-5)
+    sine = torch.randn(3, d, generator=gen)
+    assert_close(
+        hf_model.temporal_positional_encoding_projection_layer(sine),
+        ref.obj_ptr_tpos_proj(sine),
+        atol=1e-5,
+    )
+    # plain parameters: the same tensors under their official names
+    for hf_name, official in (
+        ("memory_temporal_positional_encoding", ref.maskmem_tpos_enc),
+        ("no_object_pointer", ref.no_obj_ptr),
+        ("no_memory_embedding", ref.no_mem_embed),
+        ("no_memory_positional_encoding", ref.no_mem_pos_enc),
+        ("occlusion_spatial_embedding_parameter", ref.no_obj_embed_spatial),
+    ):
+        assert torch.equal(getattr(hf_model, hf_name), official), hf_name

@@ -15,7 +15,9 @@ import torch
 from masklet.checkpoints import BUNDLED_MODELS, bundled_path, load_model
 from masklet.cli.main import main
 from masklet.eval.heldout import evaluate_heldout
-from masklet.train.synthetic import SyntheticConfig
+from masklet.io.masks import decode_rle
+from masklet.train.synthetic import SyntheticConfig, demo_config, make_video
+from tests.nondegenerate import assert_informative
 
 NAME = "masklet-nano-synthetic"
 MAX_BYTES = 10 * 1024 * 1024
@@ -53,6 +55,24 @@ def test_quickstart_runs_end_to_end_offline(
     assert len(list(masks.glob("*.png"))) == 10
     data = json.loads(js.read_text())
     assert len(data["frames"]) == 10 and len(data["objects"]) == coords.count("[")
+    # the masks follow the clicked objects: compared with the clip's ground truth (the demo
+    # is the synthetic generator's video; object 2 is occluded on frames 1..8)
+    masks = {
+        f["frame"]: {a["id"]: decode_rle(a["segmentation"]) for a in f["annotations"]}
+        for f in data["frames"]
+    }
+    truth = make_video(0, demo_config(10, (256, 192)))
+    assert_informative({0: masks[0]}, min_pixels=50, distinct_frames=False)
+    for t, objects in masks.items():
+        assert set(objects) == {1, 2}, t  # click order: object k + 1 is the generator's k
+        for k in range(2):
+            gt, got = truth.masks[t, k].astype(bool), objects[k + 1]
+            if gt.sum() == 0:
+                assert got.sum() < 20, (t, k)
+            else:
+                assert (gt & got).sum() / (gt | got).sum() > 0.7, (t, k)
+    assert sum(bool(truth.masks[t, 1].any()) for t in range(10)) >= 2  # seen, lost, found
+
     # the image command too, on the same clip's first frame
     frame = tmp_path / "frame0.png"
     with av.open(str(demo)) as container:
@@ -69,10 +89,15 @@ def test_quickstart_runs_end_to_end_offline(
                 f"{x},{y}",
                 "-o",
                 str(tmp_path / "o.png"),
+                "--json",
+                str(tmp_path / "image.json"),
             ]
         )
         == 0
     )
+    [ann] = json.loads((tmp_path / "image.json").read_text())["annotations"]
+    image_mask = decode_rle(ann["segmentation"])
+    assert image_mask[int(float(y)), int(float(x))] and image_mask.mean() < 0.5
 
 
 def test_heldout_evaluation_runs_on_the_nano_model() -> None:

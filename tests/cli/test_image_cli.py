@@ -81,18 +81,35 @@ def test_each_box_is_one_object(photo: Path, tmp_path: Path, patched_model, caps
     assert ids == [1, 2]
 
 
-def test_mask_input_prompt(photo: Path, tmp_path: Path, patched_model, capsys) -> None:  # type: ignore[no-untyped-def]
+def _json_mask(path: Path) -> np.ndarray:
+    [ann] = json.loads(path.read_text())["annotations"]
+    return decode_rle(ann["segmentation"])
+
+
+def test_mask_input_prompt_changes_the_mask(
+    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nano_model, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """The same click with and without a rough mask: the mask prompt must reach the model
+    (the trained nano model, whose masks follow the red square, is used here)."""
+    monkeypatch.setattr(image_cli, "load_model_from_args", lambda args: nano_model)
     mask = np.zeros((H, W), np.uint8)
-    mask[10:40, 20:50] = 255
+    mask[5:45, 0:40] = 255  # overlaps the square's left part and the background left of it
     mpath = tmp_path / "mask.png"
     Image.fromarray(mask).save(mpath)
-    js = tmp_path / "m.json"
-    code, _, err = run(
-        ["image", str(photo), "--point", "30,20", "--mask-input", str(mpath), "--json", str(js)],
-        capsys,
-    )
+    with_mask, without = tmp_path / "with.json", tmp_path / "without.json"
+    click = ["image", str(photo), "--point", "30,20"]
+    code, _, err = run([*click, "--mask-input", str(mpath), "--json", str(with_mask)], capsys)
     assert code == 0, err
-    assert js.exists()
+    code, _, err = run([*click, "--json", str(without)], capsys)
+    assert code == 0, err
+    a, b = _json_mask(with_mask), _json_mask(without)
+    square = np.zeros((H, W), bool)
+    square[10:40, 20:50] = True
+    # both are the square, roughly (not empty, not the whole image) ...
+    for m in (a, b):
+        assert (m & square).sum() / (m | square).sum() > 0.5
+    # ... and the mask prompt changed the answer
+    assert int((a != b).sum()) > 20
 
 
 def _assert_one_line_error(code: int, err: str, *needles: str) -> None:

@@ -41,7 +41,6 @@ def _args(config: Path, out: Path, *extra: str) -> list[str]:
 def test_train_runs_end_to_end_on_synthetic_data(
     tmp_path: Path, config_json: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("masklet.train.synthetic")
     out = tmp_path / "run"
     assert main(_args(config_json, out)) == 0
     printed = capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""RoPE attention's late-value shortcut: same result as projecting the values first."""
+"""RoPE attention's late-value shortcut: same result as the reference's RoPE attention, which projects
+the values first."""
 
 from __future__ import annotations
 
@@ -24,15 +25,17 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return q, k, v
 
 
-def _projected_first(attn: RoPEAttention, q, k, v, exclude: int) -> torch.Tensor:
-    """The textbook order: project q, k and v, rotate, attend."""
-    from masklet.modeling.position import apply_rope
+def _reference(attn: RoPEAttention) -> torch.nn.Module:
+    """The reference's RoPE attention (textbook order: project q, k and v, rotate, attend)
+    with the same weights: an expectation computed by independent code."""
+    from sam2.modeling.sam.transformer import RoPEAttention as ReferenceRoPEAttention
 
-    qh, kh, vh = attn._project(q, k, v)
-    angles = attn._grid_angles(qh.shape[-2], qh.device)
-    n = kh.shape[-2] - exclude
-    kh = torch.cat((apply_rope(kh[:, :, :n], angles), kh[:, :, n:]), dim=2)
-    return attn._attend(apply_rope(qh, angles), kh, vh)
+    ref = ReferenceRoPEAttention(
+        embedding_dim=64, num_heads=2, downsample_rate=1, dropout=attn.dropout,
+        kv_in_dim=16, rope_k_repeat=True, feat_sizes=(4, 4), rope_theta=10000.0,
+    )  # fmt: skip
+    ref.load_state_dict(attn.state_dict(), strict=True)
+    return ref.train(attn.training)
 
 
 def test_late_values_equal_projected_values() -> None:
@@ -40,8 +43,10 @@ def test_late_values_equal_projected_values() -> None:
     q, k, v = _inputs()
     assert attn.kv_in_dim < attn.head_dim  # the shortcut's condition holds here
     out = attn(q, k, v, num_k_exclude_rope=5)
-    expected = _projected_first(attn, q, k, v, exclude=5)
-    assert out.shape == (2, 16, 64)
+    with torch.no_grad():
+        expected = _reference(attn)(q, k, v, num_k_exclude_rope=5)
+    assert out.shape == expected.shape == (2, 16, 64)
+    assert expected.abs().max() > 0.1
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -53,12 +58,22 @@ def test_late_values_carry_gradients() -> None:
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-def test_dropout_keeps_the_projected_order() -> None:
+def _seeded_dropout_sdpa(q, k, v, dropout_p: float = 0.0, **_: object) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Attention with a dropout mask drawn from a fixed seed: the same on both sides."""
+    weights = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1)  # [B, h, Nq, Nk]
+    if dropout_p:
+        gen = torch.Generator().manual_seed(3)
+        keep = torch.rand(weights.shape, generator=gen) >= dropout_p
+        weights = weights * keep / (1 - dropout_p)
+    return weights @ v
+
+
+def test_dropout_keeps_the_projected_order(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Under attention dropout rows no longer sum to one: the shortcut must not be taken."""
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", _seeded_dropout_sdpa)
     attn = _attention(dropout=0.5).train()
     q, k, v = _inputs()
-    torch.manual_seed(3)
     out = attn(q, k, v, num_k_exclude_rope=5)
-    torch.manual_seed(3)
-    expected = _projected_first(attn, q, k, v, exclude=5)
-    torch.testing.assert_close(out, expected)
+    expected = _reference(attn)(q, k, v, num_k_exclude_rope=5)
+    assert not torch.allclose(out, attn.eval()(q, k, v, num_k_exclude_rope=5))  # dropout acted
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)

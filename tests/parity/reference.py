@@ -1,32 +1,98 @@
-"""Build the reference implementation (`sam2==1.1.0`) from a masklet `ModelConfig`.
+"""Build the reference implementation (`sam2==1.1.0`) from its own official YAML configs.
 
-The reference is a test dependency only. It is built by calling its classes directly (no Hydra),
-so any small test configuration can be mirrored exactly.
+The reference is a test dependency. Every reference model here starts from the variant's YAML
+file shipped inside the `sam2` package plus the overrides its own builders add
+(`build_sam2` / `build_sam2_video_predictor`), instantiated with Hydra's `instantiate` as the
+reference does. Only *size* settings are taken from the masklet config under test (trunk
+width and depth, image size, and what follows from them), so a masklet setting that does not
+change tensor shapes (`sigmoid_scale_for_mem_enc`, `num_maskmem`, ...) is checked against the
+official value, not against itself. Tests that deliberately flip a flag pass the same flag to
+both sides through `overrides`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-import pytest
+import sam2
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
-from masklet.config import HieraConfig, ModelConfig
+from masklet.config import ModelConfig
 
-sam2 = pytest.importorskip("sam2", reason="the reference implementation sam2==1.1.0 is needed")
+CONFIG_DIR = Path(sam2.__file__).parent / "configs"
+_SIZE_SUFFIX = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+# What the reference's own builders add on top of the YAML (sam2/build_sam.py).
+IMAGE_BUILDER_OVERRIDES: dict[str, Any] = {
+    "sam_mask_decoder_extra_args": {
+        "dynamic_multimask_via_stability": True,
+        "dynamic_multimask_stability_delta": 0.05,
+        "dynamic_multimask_stability_thresh": 0.98,
+    },
+}
+VIDEO_BUILDER_OVERRIDES: dict[str, Any] = {
+    **IMAGE_BUILDER_OVERRIDES,
+    "_target_": "sam2.sam2_video_predictor.SAM2VideoPredictor",
+    "binarize_mask_from_pts_for_mem_enc": True,
+    "fill_hole_area": 8,
+}
 
-from sam2.modeling.backbones.hieradet import Hiera  # noqa: E402
-from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder  # noqa: E402
-from sam2.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer  # noqa: E402
-from sam2.modeling.memory_encoder import (  # noqa: E402
-    CXBlock,
-    Fuser,
-    MaskDownSampler,
-    MemoryEncoder,
-)
-from sam2.modeling.position_encoding import PositionEmbeddingSine  # noqa: E402
-from sam2.modeling.sam.transformer import RoPEAttention  # noqa: E402
+
+def official_yaml(name: str) -> Path:
+    """The reference's YAML file of an official variant, e.g. ``sam2.1_hiera_tiny``."""
+    version, size = name.split("_hiera_")
+    path = CONFIG_DIR / version / f"{version}_hiera_{_SIZE_SUFFIX[size]}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no official config for {name!r} at {path}")
+    return path
+
+
+def official_model_node(name: str, *, video: bool = False) -> DictConfig:
+    """The `model:` section of the official YAML with the reference builder's overrides."""
+    node = OmegaConf.load(official_yaml(name)).model
+    extra = VIDEO_BUILDER_OVERRIDES if video else IMAGE_BUILDER_OVERRIDES
+    for key, value in extra.items():
+        OmegaConf.update(node, key, value, force_add=True)
+    return node
+
+
+def size_overrides(cfg: ModelConfig) -> dict[str, Any]:
+    """Dotted YAML paths -> values for the size settings of `cfg` (and only those)."""
+    h = cfg.hiera
+    side = cfg.image_size // 16  # the official backbone stride
+    channels = [h.embed_dim * 2**i for i in reversed(range(4))]  # official dim_mul 2.0
+    feat = [side, side]
+    return {
+        "image_size": cfg.image_size,
+        "image_encoder.trunk.embed_dim": h.embed_dim,
+        "image_encoder.trunk.stages": list(h.stages),
+        "image_encoder.trunk.global_att_blocks": list(h.global_att_blocks),
+        "image_encoder.neck.backbone_channel_list": channels,
+        "memory_attention.layer.self_attention.feat_sizes": feat,
+        "memory_attention.layer.cross_attention.feat_sizes": feat,
+    }
+
+
+def official_node_for(
+    cfg: ModelConfig, *, video: bool = False, overrides: dict[str, Any] | None = None
+) -> DictConfig:
+    """The official node of `cfg.name` resized to `cfg`, plus explicit `overrides`."""
+    if cfg.name not in ModelConfig.names():
+        raise ValueError(
+            f"reference models are built from an official YAML; config name {cfg.name!r} is "
+            f"none of {ModelConfig.names()} (start from small_config(name) or ModelConfig.named)"
+        )
+    node = official_model_node(cfg.name, video=video)
+    for key, value in {**size_overrides(cfg), **(overrides or {})}.items():
+        OmegaConf.update(node, key, value, merge=False, force_add=True)
+    return node
+
+
+def _build(node: DictConfig) -> torch.nn.Module:
+    return instantiate(node, _recursive_=True)
 
 
 def small_config(name: str = "sam2.1_hiera_tiny", image_size: int = 256) -> ModelConfig:
@@ -44,127 +110,41 @@ def small_config(name: str = "sam2.1_hiera_tiny", image_size: int = 256) -> Mode
     return dataclasses.replace(cfg, image_size=image_size)
 
 
-def reference_trunk(h: HieraConfig) -> torch.nn.Module:
-    return Hiera(
-        embed_dim=h.embed_dim,
-        num_heads=h.num_heads,
-        drop_path_rate=h.drop_path_rate,
-        q_pool=h.q_pool,
-        q_stride=h.q_stride,
-        stages=h.stages,
-        dim_mul=h.dim_mul,
-        head_mul=h.head_mul,
-        window_pos_embed_bkg_spatial_size=h.window_pos_embed_bkg_spatial_size,
-        window_spec=h.window_spec,
-        global_att_blocks=h.global_att_blocks,
-    )
+def reference_image_encoder(
+    cfg: ModelConfig, overrides: dict[str, Any] | None = None
+) -> torch.nn.Module:
+    """The reference `ImageEncoder` (trunk + neck) of the official YAML, resized to `cfg`."""
+    return _build(official_node_for(cfg, overrides=overrides).image_encoder)
 
 
-def reference_image_encoder(cfg: ModelConfig) -> torch.nn.Module:
-    n = cfg.neck
-    neck = FpnNeck(
-        position_encoding=PositionEmbeddingSine(num_pos_feats=n.d_model, normalize=True),
-        d_model=n.d_model,
-        backbone_channel_list=list(n.backbone_channel_list),
-        fpn_top_down_levels=list(n.fpn_top_down_levels),
-        fpn_interp_model=n.fpn_interp_model,
-    )
-    return ImageEncoder(trunk=reference_trunk(cfg.hiera), neck=neck, scalp=n.scalp)
+def reference_memory_attention(
+    cfg: ModelConfig, overrides: dict[str, Any] | None = None
+) -> torch.nn.Module:
+    """The reference `MemoryAttention` of the official YAML; `overrides` use model paths
+    (``memory_attention.layer.pos_enc_at_attn``)."""
+    return _build(official_node_for(cfg, overrides=overrides).memory_attention)
 
 
-def reference_memory_attention(cfg: ModelConfig) -> torch.nn.Module:
-    m = cfg.memory_attention
-    d = cfg.hidden_dim
-    feat = (cfg.image_embedding_size, cfg.image_embedding_size)
-
-    def rope(**kw: Any) -> torch.nn.Module:
-        return RoPEAttention(
-            rope_theta=m.rope_theta,
-            feat_sizes=feat,
-            embedding_dim=d,
-            num_heads=m.num_heads,
-            downsample_rate=1,
-            dropout=m.dropout,
-            **kw,
-        )
-
-    layer = MemoryAttentionLayer(
-        activation="relu",
-        cross_attention=rope(rope_k_repeat=m.rope_k_repeat, kv_in_dim=cfg.mem_dim),
-        d_model=d,
-        dim_feedforward=m.dim_feedforward,
-        dropout=m.dropout,
-        pos_enc_at_attn=m.pos_enc_at_attn,
-        pos_enc_at_cross_attn_keys=m.pos_enc_at_cross_attn_keys,
-        pos_enc_at_cross_attn_queries=m.pos_enc_at_cross_attn_queries,
-        self_attention=rope(),
-    )
-    return MemoryAttention(
-        d_model=d, pos_enc_at_input=m.pos_enc_at_input, layer=layer, num_layers=m.num_layers
-    )
+def reference_memory_encoder(
+    cfg: ModelConfig, overrides: dict[str, Any] | None = None
+) -> torch.nn.Module:
+    """The reference `MemoryEncoder` of the official YAML, resized to `cfg`."""
+    return _build(official_node_for(cfg, overrides=overrides).memory_encoder)
 
 
-def reference_memory_encoder(cfg: ModelConfig) -> torch.nn.Module:
-    e = cfg.memory_encoder
-    d = cfg.hidden_dim
-    return MemoryEncoder(
-        out_dim=e.out_dim,
-        position_encoding=PositionEmbeddingSine(num_pos_feats=e.out_dim, normalize=True),
-        mask_downsampler=MaskDownSampler(
-            embed_dim=d,
-            kernel_size=e.mask_kernel_size,
-            stride=e.mask_stride,
-            padding=e.mask_padding,
-            total_stride=cfg.backbone_stride,
-        ),
-        fuser=Fuser(
-            CXBlock(
-                dim=d,
-                kernel_size=e.fuser_kernel_size,
-                padding=e.fuser_padding,
-                layer_scale_init_value=e.layer_scale_init_value,
-                use_dwconv=True,
-            ),
-            num_layers=e.fuser_num_layers,
-        ),
-        in_dim=d,
-    )
+def reference_model(cfg: ModelConfig, overrides: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The reference `SAM2Base` as `build_sam2` makes it from the official YAML, resized to
+    `cfg`, in eval mode. `overrides`: dotted model paths -> values a test flips on purpose."""
+    return _build(official_node_for(cfg, overrides=overrides)).eval()
 
 
-def _base_kwargs(cfg: ModelConfig) -> dict[str, Any]:
-    md = cfg.mask_decoder
-    flags = {
-        f.name: getattr(cfg, f.name)
-        for f in dataclasses.fields(cfg)
-        if f.name
-        not in {"name", "hiera", "neck", "mask_decoder", "memory_attention", "memory_encoder"}
-    }
-    flags["sam_mask_decoder_extra_args"] = dict(
-        dynamic_multimask_via_stability=md.dynamic_multimask_via_stability,
-        dynamic_multimask_stability_delta=md.dynamic_multimask_stability_delta,
-        dynamic_multimask_stability_thresh=md.dynamic_multimask_stability_thresh,
-    )
-    return dict(
-        image_encoder=reference_image_encoder(cfg),
-        memory_attention=reference_memory_attention(cfg),
-        memory_encoder=reference_memory_encoder(cfg),
-        **flags,
-    )
-
-
-def reference_model(cfg: ModelConfig) -> torch.nn.Module:
-    """The reference `SAM2Base` for `cfg`, in eval mode."""
-    from sam2.modeling.sam2_base import SAM2Base
-
-    return SAM2Base(**_base_kwargs(cfg)).eval()
-
-
-def reference_video_model(cfg: ModelConfig, fill_hole_area: int = 0) -> torch.nn.Module:
-    """The reference `SAM2VideoPredictor` for `cfg` (hole filling off by default: the reference
-    skips it on CPU anyway)."""
-    from sam2.sam2_video_predictor import SAM2VideoPredictor
-
-    return SAM2VideoPredictor(fill_hole_area=fill_hole_area, **_base_kwargs(cfg)).eval()
+def reference_video_model(
+    cfg: ModelConfig, fill_hole_area: int = 0, overrides: dict[str, Any] | None = None
+) -> torch.nn.Module:
+    """The reference `SAM2VideoPredictor` as `build_sam2_video_predictor` makes it, resized to
+    `cfg` (hole filling off by default: the reference skips it on CPU anyway)."""
+    extra = {"fill_hole_area": fill_hole_area, **(overrides or {})}
+    return _build(official_node_for(cfg, video=True, overrides=extra)).eval()
 
 
 def perturbed_state_dict(

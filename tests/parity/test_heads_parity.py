@@ -51,9 +51,12 @@ def build_ours(cfg: ModelConfig) -> dict[str, torch.nn.Module]:
     }
 
 
-def paired(cfg: ModelConfig, seed: int = 0) -> tuple[torch.nn.Module, dict[str, torch.nn.Module]]:
-    """Reference model and our heads, loaded with the same perturbed weights (strictly)."""
-    ref = reference_model(cfg)
+def paired(
+    cfg: ModelConfig, seed: int = 0, overrides: dict | None = None
+) -> tuple[torch.nn.Module, dict[str, torch.nn.Module]]:
+    """Reference model and our heads, loaded with the same perturbed weights (strictly).
+    `overrides`: flags flipped on purpose on both sides (reference YAML paths)."""
+    ref = reference_model(cfg, overrides)
     state = perturbed_state_dict(ref, seed=seed)
     ref.load_state_dict(state)
     ours = build_ours(cfg)
@@ -190,10 +193,12 @@ FLAG_VARIANTS = {
 @pytest.mark.parametrize("flags", list(FLAG_VARIANTS))
 def test_mask_decoder_flags_match_reference(flags: str) -> None:
     cfg = dataclasses.replace(small_config("sam2_hiera_tiny"), **FLAG_VARIANTS[flags])
+    overrides: dict = dict(FLAG_VARIANTS[flags])
     if flags == "no_obj_scores_no_dynamic":
         md = dataclasses.replace(cfg.mask_decoder, dynamic_multimask_via_stability=False)
         cfg = dataclasses.replace(cfg, mask_decoder=md)
-    ref, ours = paired(cfg, seed=5)
+        overrides["sam_mask_decoder_extra_args.dynamic_multimask_via_stability"] = False
+    ref, ours = paired(cfg, seed=5, overrides=overrides)
     inputs = _decoder_inputs(cfg, ref, batch=2, image_batch=2, seed=6)
     for multimask in (True, False):
         _compare_decoder(ref, ours, inputs, multimask_output=multimask, repeat_image=False)

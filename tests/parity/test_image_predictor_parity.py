@@ -37,7 +37,8 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def _compare(ours: tuple, ref: tuple) -> float:
     worst = 0.0
-    for a, b in zip(ours, ref):
+    assert len(ours) == len(ref) > 0, (len(ours), len(ref))
+    for a, b in zip(ours, ref, strict=True):
         assert a.shape == b.shape, (a.shape, b.shape)
         worst = max(worst, float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()))
     return worst
@@ -131,8 +132,12 @@ def test_batch_api_matches_reference() -> None:
     )
     a = ours.predict_batch(**kwargs)
     b = ref.predict_batch(**kwargs)
-    for la, lb in zip(a, b):
-        for x, y in zip(la, lb):
+    # (masks, scores, logits) per image: every list as long as the reference's
+    assert len(a) == len(b) == 3
+    for la, lb in zip(a, b, strict=True):
+        assert len(la) == len(lb) == len(images)
+        for x, y in zip(la, lb, strict=True):
+            assert x.shape == y.shape
             assert np.abs(x - y).max() <= ATOL
 
 

@@ -33,8 +33,10 @@ def _load_pair(ref: torch.nn.Module, ours: torch.nn.Module, seed: int) -> None:
     ours.eval()
 
 
-def _attention_pair(cfg: ModelConfig, seed: int) -> tuple[torch.nn.Module, MemoryAttention]:
-    ref = reference_memory_attention(cfg)
+def _attention_pair(
+    cfg: ModelConfig, seed: int, overrides: dict | None = None
+) -> tuple[torch.nn.Module, MemoryAttention]:
+    ref = reference_memory_attention(cfg, overrides)
     ours = MemoryAttention(cfg.memory_attention, cfg.hidden_dim, cfg.mem_dim)
     _load_pair(ref, ours, seed)
     return ref, ours
@@ -109,7 +111,16 @@ def test_memory_attention_pos_enc_flags_match_reference() -> None:
     base = small_config("sam2.1_hiera_tiny")
     ma = dataclasses.replace(base.memory_attention, num_layers=2, **POS_ENC_FLAGS)
     cfg = dataclasses.replace(base, memory_attention=ma)
-    ref, ours = _attention_pair(cfg, seed=7)
+    # the same flips on the reference side, as paths in its official YAML
+    flips = {"memory_attention.num_layers": 2, "memory_attention.pos_enc_at_input": False}
+    flips.update(
+        {
+            f"memory_attention.layer.{k}": v
+            for k, v in POS_ENC_FLAGS.items()
+            if k != "pos_enc_at_input"
+        }
+    )
+    ref, ours = _attention_pair(cfg, seed=7, overrides=flips)
     inputs = _memory_inputs(cfg, num_frames=2, num_ptr=OBJ_PTR_TOKENS, seed=8)
     with torch.no_grad():
         expected = ref(**inputs, num_obj_ptr_tokens=OBJ_PTR_TOKENS)

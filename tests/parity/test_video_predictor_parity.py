@@ -53,10 +53,18 @@ def _upcast_memory(ref: torch.nn.Module) -> None:
     ref.memory_attention.forward = forward
 
 
-def _pair(cfg: ModelConfig, correct_as_cond: bool, seed: int = 0):  # type: ignore[no-untyped-def]
+def _pair(cfg: ModelConfig, correct_as_cond: bool, seed: int = 0, present: bool = False):  # type: ignore[no-untyped-def]
+    """present: make the object-score head say "visible" (zero weights, bias +10) so that
+    propagated masks are real logits, not the constant of an absent object; the memory
+    encoder's settings (sigmoid scale and bias) then change what is compared."""
     ref = reference_video_model(cfg)
     ref.add_all_frames_to_correct_as_cond = correct_as_cond
     sd = perturbed_state_dict(ref, seed)
+    if present:
+        last = max(k for k in sd if k.startswith("sam_mask_decoder.pred_obj_score_head."))
+        last = last.rsplit(".", 1)[0]  # "...layers.2" (or the single linear layer)
+        sd[f"{last}.bias"] = torch.full_like(sd[f"{last}.bias"], 10.0)
+        sd[f"{last}.weight"] = torch.zeros_like(sd[f"{last}.weight"])
     ref.load_state_dict(sd, strict=True)
     _upcast_memory(ref)
     model = build_model(cfg)
@@ -71,6 +79,8 @@ class Checker:
     def __init__(self) -> None:
         self.worst = 0.0
         self.count = 0
+        self.propagated = 0
+        self.visible = 0  # propagated outputs with some mask pixel on
 
     def same(self, a, b) -> None:  # type: ignore[no-untyped-def]
         fa, ia, ma = a
@@ -86,17 +96,28 @@ class Checker:
         a = list(ours.propagate_in_video(ours_state, **kw))
         b = list(ref.propagate_in_video(ref_state, **kw))
         assert [x[0] for x in a] == [x[0] for x in b]
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             self.same(x, y)
+            self.propagated += 1
+            self.visible += int(bool((x[2] > 0).any()))
 
 
-@pytest.mark.parametrize("correct_as_cond", [False, True])
-@pytest.mark.parametrize("name", ["sam2.1_hiera_tiny", "sam2_hiera_small"])
+@pytest.mark.parametrize(
+    ("name", "correct_as_cond", "present"),
+    [
+        ("sam2.1_hiera_tiny", False, False),
+        ("sam2.1_hiera_tiny", True, False),
+        ("sam2_hiera_small", False, False),
+        ("sam2_hiera_small", True, False),
+        # objects stay visible: the propagated masks (and so the memories) are not constant
+        ("sam2.1_hiera_tiny", False, True),
+    ],
+)
 def test_multi_object_session_matches_reference(
-    tmp_path: Path, name: str, correct_as_cond: bool
+    tmp_path: Path, name: str, correct_as_cond: bool, present: bool
 ) -> None:
     make_frames(tmp_path)
-    ours, ref = _pair(small_config(name), correct_as_cond, seed=3)
+    ours, ref = _pair(small_config(name), correct_as_cond, seed=3, present=present)
     s_ours = ours.init_state(tmp_path)
     with torch.inference_mode():
         s_ref = ref.init_state(str(tmp_path))
@@ -151,6 +172,8 @@ def test_multi_object_session_matches_reference(
         check.same((fa, ids_a, ma), (fb, ids_b, mb))
     check.propagate(ours, s_ours, ref, s_ref)
     assert check.count > 50
+    if present:
+        assert check.visible == check.propagated > 0, (check.visible, check.propagated)
     print(
         f"{name} correct_as_cond={correct_as_cond}: {check.count} outputs, max abs diff {check.worst:.3g}"
     )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 import uvicorn
+from pycocotools import mask as coco_mask
 
 from masklet.modeling.sam2 import SAM2Model
 from masklet.server.app import create_app
@@ -31,7 +33,6 @@ CHROMIUM_ARGS = (
 )
 SERVER_START_SECONDS = 30.0
 SERVER_STOP_SECONDS = 30.0
-OBJECT_PRESENT_LOGIT = 10.0  # sigmoid ~ 1: surely visible
 
 
 def free_port() -> int:
@@ -80,28 +81,26 @@ LIT_FRAME_PIXELS = """() => {
   return lit;
 }"""
 
-# Compares the overlay canvas with the masks the page holds for `frame` (decoded from the API's
-# RLE by the page's rle.js), pixel by pixel, away from the prompt marker at `point`: a mask
-# pixel must carry `rgb` half-transparent, any other pixel must be clear. Canvases store
-# premultiplied alpha, so read-back colours may be off by a rounding step.
-COMPARE_OVERLAY = """([frame, [px, py], guard, [r, g, b]]) => {
+# Compares the overlay canvas pixel by pixel with `expected` (a flat 0/1 array, row-major, the
+# union of the frame's masks decoded in Python from the API's RLE, not by the page's rle.js),
+# away from the prompt marker at `point`: a mask pixel must carry `rgb` half-transparent, any
+# other pixel must be clear. Canvases store premultiplied alpha, so read-back colours may be
+# off by a rounding step. Returns null while the page has not decoded the frame's masks.
+COMPARE_OVERLAY = """([frame, expected, [px, py], guard, [r, g, b]]) => {
   const c = document.getElementById("overlay");
   const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
   const masks = window.masklet.state.masks.get(frame);
-  const union = new Uint8Array(c.width * c.height);
-  for (const m of (masks ? masks.values() : [])) {
-    if (!m.pixels) return null;  // not drawn yet
-    m.pixels.forEach((v, i) => { if (v) union[i] = 1; });
-  }
+  for (const m of (masks ? masks.values() : [])) if (!m.pixels) return null;
+  if (expected.length !== c.width * c.height) return { sizeMismatch: expected.length };
   const near = (a, e) => Math.abs(a - e) <= 2;
   let checked = 0, maskPixels = 0, wrong = 0, painted = 0;
-  for (let i = 0; i < union.length; i++) {
+  for (let i = 0; i < expected.length; i++) {
     const a = d[4 * i + 3];
     if (a) painted++;
     const x = i % c.width, y = Math.floor(i / c.width);
     if ((x - px) ** 2 + (y - py) ** 2 <= guard * guard) continue;
     checked++;
-    if (union[i]) {
+    if (expected[i]) {
       maskPixels++;
       if (!(near(d[4 * i], r) && near(d[4 * i + 1], g) && near(d[4 * i + 2], b) && near(a, 128))) wrong++;
     } else if (a) wrong++;
@@ -110,19 +109,20 @@ COMPARE_OVERLAY = """([frame, [px, py], guard, [r, g, b]]) => {
 }"""
 
 
-def show_random_masks(model: SAM2Model) -> SAM2Model:
-    """Make a random-weight model call every object present.
-
-    Random weights usually give a negative "is the object visible" score, which blanks every
-    mask; a zero-weight, positive-bias last layer of that head keeps the decoder's (random,
-    meaningless, but real) masks, so the page has something to draw.
-    """
-    head = model.sam_mask_decoder.pred_obj_score_head
-    last = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(OBJECT_PRESENT_LOGIT)
-    return model
+def api_union_mask(base_url: str, session_id: str, frame: int) -> list[int]:
+    """The union of `frame`'s masks as the API serves them, decoded with pycocotools, as a flat
+    row-major 0/1 list for COMPARE_OVERLAY."""
+    with urllib.request.urlopen(f"{base_url}/v1/sessions/{session_id}/masks/{frame}") as reply:
+        objects = json.load(reply)["objects"]
+    union = None
+    for obj in objects:
+        rle = dict(obj["mask"])
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode("ascii")
+        mask = coco_mask.decode(rle).astype(bool)  # [H, W], Fortran order inside pycocotools
+        union = mask if union is None else union | mask
+    assert union is not None, f"the API has no masks for frame {frame}"
+    return [int(v) for v in union.reshape(-1)]
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:

@@ -21,6 +21,7 @@ from tests.parity.reference import small_config
 
 WIDTH, HEIGHT, FRAMES = 64, 48, 5
 IMAGE_SIZE = 128  # model input size: the smallest that keeps every feature map valid
+AppFactory = Callable[..., TestClient]
 
 
 @pytest.fixture(scope="session")
@@ -38,13 +39,36 @@ def moving_square(count: int = FRAMES, width: int = WIDTH, height: int = HEIGHT)
     return frames
 
 
-@pytest.fixture(scope="session")
-def video_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+def two_squares(count: int = FRAMES) -> np.ndarray:
+    """`moving_square` plus a blue 12x14 square at rows 35..47 moving left: two objects the
+    bundled nano model tracks with non-empty, disjoint masks on every frame."""
+    frames = moving_square(count)
+    for t in range(count):
+        frames[t, 35:47, 48 - 2 * t : 62 - 2 * t] = (40, 90, 220)
+    return frames
+
+
+def encode(frames: np.ndarray, path: Path) -> bytes:
     with VideoWriter(path, fps=10, size=(WIDTH, HEIGHT)) as writer:
-        for frame in moving_square():
+        for frame in frames:
             writer.write(frame)
     return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def two_squares_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return encode(two_squares(), tmp_path_factory.mktemp("video") / "two.mp4")
+
+
+@pytest.fixture
+def nano_client(make_client: AppFactory, nano_model: SAM2Model) -> TestClient:
+    """A client on the bundled nano model, for tests that compare mask content."""
+    return make_client(model_factory=lambda _settings: nano_model)
+
+
+@pytest.fixture(scope="session")
+def video_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return encode(moving_square(), tmp_path_factory.mktemp("video") / "clip.mp4")
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +76,6 @@ def image_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(moving_square(1)[0]).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-AppFactory = Callable[..., TestClient]
 
 
 @pytest.fixture

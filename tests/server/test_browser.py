@@ -1,8 +1,9 @@
 """The web page in a real browser: Debian's Chromium driven by Playwright against a real uvicorn
-server (tiny random model) on 127.0.0.1.
+server (the bundled nano model) on 127.0.0.1.
 
 Open the demo video, click the object, see its mask drawn, track to the end with the `t` key,
-export the overlay MP4 and decode it. Skips when Chromium or Playwright is missing
+export the overlay MP4 and decode it. The canvas is compared with the API's masks decoded in
+Python (pycocotools), not with the page's own decoder. Skips when Chromium or Playwright is missing
 (CI: `apt-get install -y chromium`, `pip install playwright`; never `playwright install`).
 """
 
@@ -16,18 +17,17 @@ from typing import TYPE_CHECKING
 
 import av
 import pytest
-import torch
 
-from masklet.modeling.sam2 import SAM2Model, build_model
+from masklet.checkpoints import load_model
+from masklet.modeling.sam2 import SAM2Model
 from masklet.train.synthetic import make_demo_video
-from tests.parity.reference import small_config
 from tests.server.browser_helpers import (
     CHROMIUM_ARGS,
     COMPARE_OVERLAY,
     LIT_FRAME_PIXELS,
+    api_union_mask,
     hex_to_rgb,
     running_server,
-    show_random_masks,
     to_screen,
     wait_for_page,
 )
@@ -55,9 +55,7 @@ FAR_PIXELS = 10_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    torch.manual_seed(0)
-    model: SAM2Model = build_model(small_config("sam2.1_hiera_tiny", image_size=128)).eval()
-    show_random_masks(model)
+    model: SAM2Model = load_model("masklet-nano-synthetic").eval()
     data = tmp_path_factory.mktemp("browser-server")
     with running_server(model, data, SERVER_LIFETIME_SECONDS) as url:
         yield url
@@ -108,8 +106,9 @@ def test_click_track_export_in_chromium(server: str, page: Page, tmp_path: Path)
 
     obj_id, point = min(clicks.items())
     rgb = list(hex_to_rgb(page.evaluate("() => window.masklet.state.objects[0].color")))
-    compare = [0, list(point), MARKER_GUARD_PIXELS, rgb]
-    assert page.evaluate(COMPARE_OVERLAY, compare)["painted"] == 0  # nothing clicked yet
+    nothing = [0] * (SIZE[0] * SIZE[1])
+    before = page.evaluate(COMPARE_OVERLAY, [0, nothing, list(point), MARKER_GUARD_PIXELS, rgb])
+    assert before["painted"] == 0  # nothing clicked yet
 
     box = page.locator("#overlay").bounding_box()
     assert box is not None
@@ -118,8 +117,10 @@ def test_click_track_export_in_chromium(server: str, page: Page, tmp_path: Path)
     wait_for_page(page, "window.masklet.state.masks.has(0)")
     prompt = page.evaluate("() => window.masklet.state.prompts.get('0:1')")
     assert prompt["points"] == [list(point)], "the click landed on another video pixel"
-    drawn = page.evaluate(COMPARE_OVERLAY, compare)
-    assert drawn["maskPixels"] > 0, "no mask to see: the model gave an empty mask"
+    expected = api_union_mask(server, session["id"], 0)
+    assert 100 < sum(expected) < len(expected) // 2, "the API's mask is empty or everything"
+    drawn = page.evaluate(COMPARE_OVERLAY, [0, expected, list(point), MARKER_GUARD_PIXELS, rgb])
+    assert drawn is not None and drawn["maskPixels"] > 100, drawn
     assert drawn["wrong"] == 0, f"the canvas differs from the masks: {drawn}"
 
     page.keyboard.press("t")  # the shortcut for the Track button
@@ -148,10 +149,13 @@ def test_click_track_export_in_chromium(server: str, page: Page, tmp_path: Path)
         page, f"window.masklet.state.frame === {last} && window.masklet.state.frames.has({last})"
     )
     far_away = [-FAR_PIXELS, -FAR_PIXELS]  # no prompt marker on this frame
-    shown = page.evaluate(COMPARE_OVERLAY, [last, far_away, 0, rgb])
+    expected_last = api_union_mask(server, session["id"], last)
+    assert sum(expected_last) > 100 and expected_last != expected  # tracked, and it moved
+    shown = page.evaluate(COMPARE_OVERLAY, [last, expected_last, far_away, 0, rgb])
+    assert shown is not None, "the page did not decode the last frame's masks"
     assert shown["wrong"] == 0, f"frame {last} differs from its tracked masks: {shown}"
     assert page.locator("#frame-label").text_content() == f"{last} / {last}"
-    # the screenshot shows this frame: frame 0's random mask is a few scattered pixels
+    # the screenshot shows this frame with its tracked mask
 
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))

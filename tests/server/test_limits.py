@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -128,12 +127,18 @@ def test_expired_session_is_removed_from_disk(make_client: AppFactory, video_byt
     assert len(ctx.sessions) == 0
 
 
-def _slow_track(produced: list[int]):  # type: ignore[no-untyped-def]
-    """A stand-in for `tracking.track` that yields a frame every 20 ms, for a long time."""
+CANCEL_AT = 3  # the stand-in tracker waits after this many frames until cancel was answered
+
+
+def _blocking_track(produced: list[int], reached: threading.Event, answered: threading.Event):  # type: ignore[no-untyped-def]
+    """A stand-in for `tracking.track` that yields CANCEL_AT frames, then waits until the
+    cancel request was answered, then would go on for 10,000 frames (no sleeps, no timing)."""
 
     def track(predictor, session, direction, start, max_frames) -> Iterator[FrameResult]:  # type: ignore[no-untyped-def]
         for i in range(10_000):
-            time.sleep(0.02)
+            if i == CANCEL_AT:
+                reached.set()
+                assert answered.wait(30), "the cancel request was never answered"
             produced.append(i)
             logits = torch.full((1, 1, HEIGHT, WIDTH), -1.0)
             yield FrameResult(i % FRAMES, [1], logits, torch.zeros(1, 1), {1: "a"})
@@ -145,24 +150,30 @@ def test_cancel_stops_propagation(
     make_client: AppFactory, video_bytes: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     produced: list[int] = []
-    monkeypatch.setattr("masklet.video.tracking.track", _slow_track(produced))
+    reached, answered = threading.Event(), threading.Event()
+    monkeypatch.setattr(
+        "masklet.video.tracking.track", _blocking_track(produced, reached, answered)
+    )
     client = make_client()
     sid = new_session(client, video_bytes)
     assert client.post(f"/v1/sessions/{sid}/prompts", json=PROMPT).status_code == 200
     session = context(client).sessions.get(sid, "anonymous")
+    answers: list[object] = []
 
-    def cancel_when_running() -> None:
-        deadline = time.monotonic() + 10
-        while session.job is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.1)
-        assert client.post(f"/v1/sessions/{sid}/cancel").json() == {"cancelled": True}
+    def cancel_while_running() -> None:
+        try:
+            if reached.wait(30):  # the job is running: CANCEL_AT frames are out
+                answers.append(client.post(f"/v1/sessions/{sid}/cancel").json())
+        finally:
+            answered.set()
 
-    canceller = threading.Thread(target=cancel_when_running)
+    canceller = threading.Thread(target=cancel_while_running)
     canceller.start()
     events = sse_events(client, f"/v1/sessions/{sid}/propagate", {})
     canceller.join()
+    assert answers == [{"cancelled": True}]  # checked here: an assert in the thread is lost
     assert events[-1][0] == "cancelled"
-    assert 0 < len(produced) < 1000
+    # the frame being produced when cancel came in may still finish; nothing after it
+    assert CANCEL_AT <= len(produced) <= CANCEL_AT + 1
     assert not session.lock.locked() and session.job is None
     assert json.loads(json.dumps(events[-1][1]))["frames"] == len(produced)

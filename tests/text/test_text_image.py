@@ -13,8 +13,10 @@ from PIL import Image
 
 from masklet.cli import image as image_cli
 from masklet.cli.main import main
+from masklet.image_predictor import ImagePredictor
 from masklet.io.masks import decode_rle, read_id_png
 from masklet.text import Detections, ScriptedDetector
+from tests.nondegenerate import assert_informative
 
 W, H = 80, 60
 PROMPT = "a dog. a red car."
@@ -134,3 +136,44 @@ def test_missing_detector_weights_offline_exit_2_with_the_fix(
     code, _, err = run(["image", str(photo), "--text", PROMPT, "--detector", missing], capsys)
     assert code == 2
     assert err.count("\n") == 1 and f"hf download {missing}" in err
+
+
+def test_each_text_object_is_its_boxs_mask_under_its_label(
+    tmp_path: Path, nano_model: Any, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """With the trained nano model (real masks) and a detector reporting two known boxes: ids
+    follow the scores, each label stays with its box, and each mask is the image predictor's
+    mask for that box."""
+    img = np.random.default_rng(0).integers(0, 60, (H, W, 3), dtype=np.uint8)
+    img[10:40, 20:50] = (220, 40, 40)
+    img[42:58, 56:76] = (40, 90, 220)
+    photo = tmp_path / "two.png"
+    Image.fromarray(img).save(photo)
+    boxes = {"red car": [20, 10, 50, 40], "dog": [56, 42, 76, 58]}
+    # listed red car first but the dog scores higher: the dog must become object 1
+    dets = Detections(
+        np.array([boxes["red car"], boxes["dog"]], np.float32), np.array([0.6, 0.9]),
+        ["red car", "dog"],
+    )  # fmt: skip
+    use_detector(monkeypatch, ScriptedDetector([dets]))
+    monkeypatch.setattr(image_cli, "load_model_from_args", lambda args: nano_model)
+    js = tmp_path / "m.json"
+    code, _, err = run(["image", str(photo), "--text", PROMPT, "--json", str(js)], capsys)
+    assert code == 0, err
+    records = json.loads(js.read_text())["annotations"]
+    assert [(r["id"], r["label"], r["name"]) for r in records] == [
+        (1, "dog", "dog_1"), (2, "red car", "red_car_1"),
+    ]  # fmt: skip
+    assert [r["detection_score"] for r in records] == pytest.approx([0.9, 0.6])
+
+    predictor = ImagePredictor(nano_model)
+    predictor.set_image(img)
+    masks = {r["label"]: decode_rle(r["segmentation"]) for r in records}
+    assert_informative({0: masks}, min_pixels=100)
+    for name, mask in masks.items():
+        expected, _, _ = predictor.predict(box=boxes[name], multimask_output=False)
+        assert np.array_equal(mask, expected[0].astype(bool)), name
+        x1, y1, x2, y2 = boxes[name]
+        inside = mask[y1:y2, x1:x2].sum()
+        assert inside / mask.sum() > 0.9, name  # the mask lies in its own box

@@ -8,10 +8,12 @@ import numpy as np
 
 from masklet.checkpoints import load_model
 from masklet.io.masks import mask_to_box
-from masklet.text import Detections, ScriptedDetector
+from masklet.text import Detections, ScriptedDetector, box_iou
+from masklet.text.detector import DEFAULT_NEW_OBJECT_IOU
 from masklet.text.video import track_with_text
 from masklet.train.synthetic import demo_config, make_video
 from masklet.video.predictor import VideoPredictor
+from tests.nondegenerate import assert_informative
 
 FRAMES, EVERY = 10, 2
 
@@ -48,3 +50,31 @@ def test_new_objects_get_new_ids_and_tracked_ones_are_not_duplicated() -> None:
     assert all(ids[t] == [1] for t in range(EVERY))
     assert all(ids[t] == [1, 2] for t in range(EVERY, FRAMES))
     assert session.names == {1: "dog_1", 2: "cat_1"}
+
+
+def test_a_moved_object_is_matched_by_its_tracked_mask_not_duplicated(nano_model) -> None:  # type: ignore[no-untyped-def]
+    """Re-detection rounds 4 frames apart on a square moving 3 px a frame: the new box overlaps
+    the box of the last round too little to match it, so only the tracked mask (the overlap
+    de-duplication on masks) can recognise the object. It must stay one object."""
+    side, step, frames_n, every = 64, 3, 9, 4
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 60, (frames_n, side, side, 3), dtype=np.uint8)
+    for t in range(frames_n):
+        frames[t, 20:36, 4 + step * t : 20 + step * t] = (230, 50, 50)
+
+    def red_square(image: np.ndarray, text: str) -> Detections:
+        ys, xs = np.nonzero((image[..., 0] > 200) & (image[..., 1] < 100))
+        box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        return Detections(np.array([box], np.float32), np.array([0.9]), ["square"])
+
+    first, second = red_square(frames[0], ""), red_square(frames[every], "")
+    assert box_iou(first.boxes[0], second.boxes).max() < DEFAULT_NEW_OBJECT_IOU
+    detector = ScriptedDetector(red_square)
+    predictor = VideoPredictor(nano_model, fill_hole_area=0)
+    session = predictor.init_state(frames)
+    results = list(track_with_text(predictor, session, detector, "a square.", redetect_every=every))
+    assert len(detector.calls) == 3  # rounds on frames 0, 4 and 8
+    masks = {r.frame_idx: r.masks() for r in results}
+    assert_informative(masks, min_pixels=100)
+    assert all(r.obj_ids == [1] for r in results), [r.obj_ids for r in results]
+    assert session.names == {1: "square_1"}

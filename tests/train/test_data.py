@@ -15,6 +15,7 @@ from masklet.train.data import (
     resize_frames,
     resize_masks,
 )
+from masklet.train.synthetic import SyntheticConfig
 
 
 def _write_davis(root: Path, num_frames: int = 5, hw: tuple[int, int] = (24, 32)) -> None:
@@ -109,8 +110,7 @@ def test_coco_images_become_one_frame_clips(tmp_path: Path) -> None:
 
 
 def test_synthetic_clips_videos_and_images() -> None:
-    synthetic = pytest.importorskip("masklet.train.synthetic")
-    cfg = synthetic.SyntheticConfig(height=48, width=48, num_frames=3, use_photos=False)
+    cfg = SyntheticConfig(height=48, width=48, num_frames=3, use_photos=False)
     videos = SyntheticClips([0, 1], image_size=32, config=cfg)
     clip = videos.clip(1, np.random.default_rng(0))
     assert len(videos) == 2
@@ -121,7 +121,6 @@ def test_synthetic_clips_videos_and_images() -> None:
 
 
 def test_open_dataset_specs(tmp_path: Path) -> None:
-    pytest.importorskip("masklet.train.synthetic")
     assert isinstance(open_dataset("synthetic", 32, num_frames=2), SyntheticClips)
     _write_davis(tmp_path)
     assert isinstance(open_dataset(f"davis:{tmp_path}", 32, num_frames=2), DavisClips)

@@ -8,7 +8,8 @@ import torch
 from masklet.config import ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
 from masklet.modeling.sam2 import SAM2Model, build_model
-from masklet.train.data import Clip
+from masklet.train.data import Clip, SyntheticClips
+from masklet.train.synthetic import SyntheticConfig
 from masklet.train.trainer import (
     FINAL_MODEL,
     LAST_CHECKPOINT,
@@ -195,10 +196,7 @@ def test_image_mode_trains_on_one_frame_clips(tmp_path: Path) -> None:
 
 
 def test_synthetic_clips_train(tmp_path: Path) -> None:
-    synthetic = pytest.importorskip("masklet.train.synthetic")
-    from masklet.train.data import SyntheticClips
-
-    sc = synthetic.SyntheticConfig(height=48, width=48, num_frames=2, use_photos=False)
+    sc = SyntheticConfig(height=48, width=48, num_frames=2, use_photos=False)
     result = train(_config(tmp_path, steps=1, num_frames=2), SyntheticClips([0, 1], 64, sc))
     assert len(result.losses) == 1 and np.isfinite(result.losses[0])
 

@@ -82,7 +82,6 @@ def test_a_watched_process_ends_when_its_parent_is_killed(tmp_path: Path) -> Non
 
 
 def test_killing_masklet_train_ends_its_workers(tmp_path: Path) -> None:
-    pytest.importorskip("masklet.train.synthetic")
     from tests.cli.test_train_cli import TINY
 
     config = tmp_path / "tiny.json"

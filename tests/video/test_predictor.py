@@ -12,6 +12,7 @@ from masklet.errors import InvalidPromptError, SessionNotFoundError
 from masklet.modeling.sam2 import NO_OBJECT_SCORE, build_model
 from masklet.video.predictor import VideoPredictor
 from masklet.video.tracking import track
+from tests.nondegenerate import assert_informative
 from tests.parity.reference import perturbed_state_dict, small_config
 
 H, W = 48, 64
@@ -24,12 +25,17 @@ def model():  # type: ignore[no-untyped-def]
     return m
 
 
-def frames(n: int, seed: int = 0) -> np.ndarray:
+def frames(n: int, seed: int = 0, three: bool = False) -> np.ndarray:
+    """[n, H, W, 3]: a red square moving right on dark noise; `three` adds a green square
+    moving left and a blue one moving right (three objects for the nano model to follow)."""
     rng = np.random.default_rng(seed)
     out = rng.integers(0, 60, (n, H, W, 3), dtype=np.uint8)
     for t in range(n):
         x = (2 * t) % (W - 16)
         out[t, 10:26, x : x + 16] = (230, 50, 50)
+        if three:
+            out[t, 30:44, 40 - t : 52 - t] = (40, 200, 60)
+            out[t, 28:40, 4 + t : 14 + t] = (60, 80, 230)
     return out
 
 
@@ -158,7 +164,9 @@ def test_tracking_again_with_bounded_memory_matches_the_reference(
     for t, frame in enumerate(frames(20)):
         Image.fromarray(frame).save(tmp_path / f"{t:05d}.jpg", quality=95)
     with torch.random.fork_rng(devices=[]):
-        ref = reference_video_model(short_memory_model.config)
+        ref = reference_video_model(
+            short_memory_model.config, overrides={"num_maskmem": 3, "max_obj_ptrs_in_encoder": 4}
+        )
     ref.load_state_dict(short_memory_model.state_dict())
     _upcast_memory(ref)
     ours = VideoPredictor(short_memory_model, fill_hole_area=0)
@@ -179,24 +187,27 @@ def test_tracking_again_with_bounded_memory_matches_the_reference(
     assert s_ours.stored_outputs() < 2 * 20  # it did prune
 
 
-def test_batched_objects_equal_objects_tracked_alone(model) -> None:  # type: ignore[no-untyped-def]
-    predictor = VideoPredictor(model, fill_hole_area=0, batch_objects=True)
-    video = frames(8)
+def test_batched_objects_equal_objects_tracked_alone(nano_model) -> None:  # type: ignore[no-untyped-def]
+    predictor = VideoPredictor(nano_model, fill_hole_area=0, batch_objects=True)
+    video = frames(8, three=True)
     prompts = {
-        1: dict(points=[[8, 18]], labels=[1]),
-        2: dict(box=[20, 5, 50, 40]),
-        3: dict(points=[[50, 40]], labels=[1]),
+        1: dict(points=[[8, 18]], labels=[1]),  # the red square
+        2: dict(box=[38, 28, 54, 46]),  # the green one
+        3: dict(points=[[9, 33]], labels=[1]),  # the blue one
     }
     together = predictor.init_state(video)
     for obj_id, p in prompts.items():
         predictor.add_new_points_or_box(together, 0, obj_id, **p)
     joint = {f: m for f, _, m in predictor.propagate_in_video(together)}
+    assert_informative({f: list(m[:, 0]) for f, m in joint.items()}, min_pixels=20)
     for i, (obj_id, p) in enumerate(prompts.items()):
         alone = predictor.init_state(video)
         predictor.add_new_points_or_box(alone, 0, obj_id, **p)
         for f, ids, m in predictor.propagate_in_video(alone):
             assert ids == [obj_id]
-            assert torch.allclose(m[0], joint[f][i], atol=1e-4), (obj_id, f)
+            # batched matmuls sum in another order: ~1e-5 a frame on logits of magnitude ~15
+            assert torch.allclose(m[0], joint[f][i], atol=1e-3), (obj_id, f)
+            assert torch.equal(m[0] > 0, joint[f][i] > 0), (obj_id, f)
 
 
 def test_live_frames_match_a_known_video(short_memory_model) -> None:  # type: ignore[no-untyped-def]
@@ -273,13 +284,22 @@ def test_bad_prompts_raise_clear_errors(model) -> None:  # type: ignore[no-untyp
     assert s.obj_ids == []  # nothing half-added by the failed calls
 
 
-def test_non_overlapping_masks_option(model) -> None:  # type: ignore[no-untyped-def]
-    predictor = VideoPredictor(model, non_overlap_masks=True)
-    s = predictor.init_state(frames(3))
-    predictor.add_new_points_or_box(s, 0, 1, box=[0, 0, 60, 44])
-    _, _, masks = predictor.add_new_points_or_box(s, 0, 2, box=[4, 4, 64, 48])
-    for out in [masks, *(m for _, _, m in predictor.propagate_in_video(s))]:
+def test_non_overlapping_masks_option(nano_model) -> None:  # type: ignore[no-untyped-def]
+    def tracked(non_overlap: bool) -> list[torch.Tensor]:
+        predictor = VideoPredictor(nano_model, fill_hole_area=0, non_overlap_masks=non_overlap)
+        s = predictor.init_state(frames(4, three=True))
+        # two objects on the same red square: left free, their masks overlap
+        predictor.add_new_points_or_box(s, 0, 1, points=[[8, 18]], labels=[1])
+        _, _, masks = predictor.add_new_points_or_box(s, 0, 2, box=[0, 8, 18, 28])
+        return [masks, *(m for _, _, m in predictor.propagate_in_video(s))]
+
+    free = tracked(False)
+    assert all(int(((out[:, 0] > 0).sum(dim=0) > 1).sum()) > 20 for out in free)
+    exclusive = tracked(True)
+    assert len(exclusive) == len(free) == 5
+    for out in exclusive:
         foreground = (out[:, 0] > 0).sum(dim=0)  # objects claiming each pixel
+        assert int((foreground == 1).sum()) > 20  # the square is still claimed
         assert int(foreground.max()) <= 1
         # where an object is not the highest-scoring one it is pushed to at most -10
         winner = out[:, 0].argmax(dim=0)
