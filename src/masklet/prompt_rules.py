@@ -22,9 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from masklet.errors import InvalidPromptError
+from masklet.modeling.labels import NEGATIVE_LABEL, PADDING_LABEL, POSITIVE_LABEL
 
-INCLUDE, EXCLUDE = 1, 0  # point labels: part of the object / not part of it
-PADDING = -1  # SAM 2's label for a padding point (ignored by the prompt encoder)
+INCLUDE, EXCLUDE = POSITIVE_LABEL, NEGATIVE_LABEL  # a click on / off the object
+PADDING = PADDING_LABEL  # SAM 2's label for a padding point (ignored by the prompt encoder)
 
 
 def _error(field: str, message: str) -> InvalidPromptError:

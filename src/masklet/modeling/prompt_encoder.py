@@ -14,14 +14,16 @@ from torch import Tensor, nn
 
 from masklet.errors import InvalidInputError, InvalidPromptError
 from masklet.modeling.common import LayerNorm2d
+from masklet.modeling.labels import (  # noqa: F401  (re-exported: the encoder's labels)
+    BOX_BOTTOM_RIGHT_LABEL,
+    BOX_TOP_LEFT_LABEL,
+    NEGATIVE_LABEL,
+    NUM_POINT_LABELS,
+    PADDING_LABEL,
+    POSITIVE_LABEL,
+)
 from masklet.modeling.position import PositionEmbeddingRandom
 
-PADDING_LABEL = -1
-NEGATIVE_LABEL = 0
-POSITIVE_LABEL = 1
-BOX_TOP_LEFT_LABEL = 2
-BOX_BOTTOM_RIGHT_LABEL = 3
-NUM_POINT_LABELS = 4  # negative, positive, box top-left, box bottom-right
 # a mask prompt has 4x the side of the image embedding (two stride-2 convolutions)
 MASK_INPUT_UPSCALE = 4
 # coordinates name pixel corners; encode the pixel centre

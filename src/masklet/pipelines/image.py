@@ -152,19 +152,6 @@ def prepare_image(request: ImageRequest, outputs: ImageOutputs | None = None) ->
     return PreparedImage(request, image, merged, names, file_name)
 
 
-def mask_to_logits(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A binary mask `[H, W]` as low-res prompt logits `[1, h, w]` (+-`MASK_LOGIT`,
-    smooth across the boundary)."""
-    import torch
-    import torch.nn.functional as F
-
-    from masklet.modeling.logits import MASK_LOGIT
-
-    m = torch.from_numpy(mask.astype(np.float32))[None, None]  # [1, 1, H, W]
-    m = F.interpolate(m, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return ((m[0] * 2 - 1) * MASK_LOGIT).numpy()
-
-
 def text_object_names(labels: Sequence[str], taken: Sequence[str]) -> list[str]:
     """`{label}_{k}` names ("red_car_1"), k counting up per label past the names in use."""
     from masklet.text.detector import label_to_name
@@ -191,6 +178,7 @@ def segment_image(
     """Run SAM 2 on every prompted object (and the text prompt's objects); progress counts
     objects, `cancel` is checked before each."""
     from masklet.image_predictor import ImagePredictor
+    from masklet.transforms import mask_to_logits
 
     request = prepared.request
     if request.text is not None and detector is None:
