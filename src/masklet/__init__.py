@@ -17,17 +17,20 @@ from masklet.errors import (
     MaskletError,
     SessionNotFoundError,
 )
+from masklet.everything import AutomaticMaskGenerator, MaskGeneratorConfig
 from masklet.image_predictor import ImagePredictor
 from masklet.io.images import read_image
 from masklet.modeling.sam2 import SAM2Model, build_model
 from masklet.video.predictor import VideoPredictor
 
 __all__ = [
+    "AutomaticMaskGenerator",
     "BusyError",
     "CheckpointError",
     "ImagePredictor",
     "InvalidInputError",
     "InvalidPromptError",
+    "MaskGeneratorConfig",
     "MaskletError",
     "ModelConfig",
     "SAM2Model",
