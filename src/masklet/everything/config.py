@@ -76,6 +76,18 @@ class MaskGeneratorConfig:
                     )
         if self.points_per_side is not None and self.points_per_side < 1:
             raise InvalidInputError(f"points_per_side must be >= 1, got {self.points_per_side}")
+        if (
+            self.points_per_side is not None
+            and self.crop_n_points_downscale_factor >= 1
+            and int(self.points_per_side / self.crop_n_points_downscale_factor**self.crop_n_layers)
+            < 1
+        ):
+            raise InvalidInputError(
+                f"crop layer {self.crop_n_layers} would get no points: points_per_side="
+                f"{self.points_per_side} / crop_n_points_downscale_factor="
+                f"{self.crop_n_points_downscale_factor}**{self.crop_n_layers} < 1; lower "
+                "crop_n_layers or the downscale factor, or raise points_per_side"
+            )
         if self.points_per_batch < 1:
             raise InvalidInputError(f"points_per_batch must be >= 1, got {self.points_per_batch}")
         if self.crop_n_layers < 0:

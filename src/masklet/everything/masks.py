@@ -65,6 +65,8 @@ def masks_to_rles(masks: Tensor, crop: CropBox, image_hw: tuple[int, int]) -> li
     height, width = image_hw
     total = height * width
     k = masks.shape[0]
+    if k == 0:
+        return []
     cols = masks.transpose(1, 2).to(torch.uint8)  # [K, h, w] -> [K, w, h] column-major
     # a zero pixel above and below each column, so runs start and end inside the column
     padded = F.pad(cols, (1, 1))  # [K, w, h + 2]

@@ -2,7 +2,10 @@
 
 Same results as `torchvision.ops.batched_nms`: boxes are visited by score, highest first,
 equal scores in index order; a box is dropped when its IoU with a kept box of the same category
-exceeds the threshold; the kept indices come back in visiting order.
+exceeds the threshold; the kept indices come back in visiting order. Above a size limit
+torchvision switches to a per-category loop whose final sort by score is not stable, so tied
+scores come back in torch's unstable-sort order; that is mirrored too, so the automatic mask
+generator returns its records in the reference's order.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from torch import Tensor
 
 # boxes per block of the pairwise-IoU matrix, to bound its memory ([block, N] floats)
 IOU_BLOCK = 1024
+# torchvision's batched_nms loops over categories above this many box coordinates (N * 4)
+PER_CATEGORY_ABOVE = {"cpu": 4000, "other": 20000}
 
 
 def box_area(boxes: Tensor) -> Tensor:
@@ -46,7 +51,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, categories: Tensor, iou_threshold
     keep: list[int] = []
     for start in range(0, n, IOU_BLOCK):
         block = slice(start, min(start + IOU_BLOCK, n))
-        over = pairwise_iou(sorted_boxes[block], sorted_boxes) > iou_threshold  # [b, N]
+        # compared in float64 like torchvision's kernel (float IoU vs double threshold): an IoU
+        # of float32(0.3) is above 0.3
+        over = pairwise_iou(sorted_boxes[block], sorted_boxes).double() > iou_threshold  # [b, N]
         over &= sorted_cats[block, None] == sorted_cats[None, :]
         over_np = over.cpu().numpy()
         for row, i in enumerate(range(block.start, block.stop)):
@@ -54,4 +61,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, categories: Tensor, iou_threshold
                 continue
             keep.append(i)
             removed[i + 1 :] |= over_np[row, i + 1 :]
-    return order[torch.as_tensor(keep, dtype=torch.int64, device=order.device)]
+    kept = order[torch.as_tensor(keep, dtype=torch.int64, device=order.device)]
+    limit = PER_CATEGORY_ABOVE["cpu" if boxes.device.type == "cpu" else "other"]
+    if boxes.numel() > limit:
+        # torchvision's per-category path: kept indices ascending, then an unstable sort
+        kept = kept.sort().values
+        kept = kept[scores[kept].sort(descending=True).indices]
+    return kept
