@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from masklet.errors import InvalidInputError
-from masklet.text.detector import DEFAULT_NEW_OBJECT_IOU, box_iou, label_to_name, mask_box
+from masklet.regions import DEFAULT_NEW_OBJECT_IOU, box_iou, label_to_name, mask_box
 from masklet.video.predictor import VideoPredictor
 from masklet.video.results import FrameResult
 from masklet.video.session import VideoSession
