@@ -265,11 +265,12 @@ class AutomaticMaskGenerator:
             # the predicted IoU does not depend on upscaling: filter before paying for it
             keep = ious > cfg.pred_iou_thresh
             low_res, ious, points = low_res[keep], ious[keep], points[keep]
+        # masks upscaled at once: full-size logits of a big crop are large (48 MB at 4000x3000)
+        n = max(1, UPSCALE_CHUNK_PIXELS // crop.area)
         parts = [
             self._finish_chunk(
                 low_res[s : s + n], ious[s : s + n], points[s : s + n], crop, image_hw
             )
-            for n in [max(1, UPSCALE_CHUNK_PIXELS // (crop.area or 1))]
             for s in range(0, len(low_res), n)
         ]
         return _Found.cat(parts)
