@@ -17,6 +17,7 @@ Same weights (one perturbed random state dict in both), same structured image.
     python benchmarks/everything.py                           # defaults (slow on 2 cores)
     python benchmarks/everything.py --quick                   # 8 points per side, 512 input
     python benchmarks/everything.py --points-per-side 16 --repeats 2 --skip-rss
+    python benchmarks/everything.py --pred-iou-thresh 0 --stability-score-thresh 0 --skip-rss
 """
 
 from __future__ import annotations
@@ -88,7 +89,11 @@ def same_records(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
 def run_speed(args: argparse.Namespace) -> bool:
     ours_model, ref_model = model_pair(_config(args), seed=args.seed)
     image = structured_image(args.height, args.width, seed=args.seed)
-    options = dict(points_per_side=args.points_per_side)
+    options = dict(
+        points_per_side=args.points_per_side,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
+    )
     ours = AutomaticMaskGenerator(ours_model, **options)
     ref = reference_generator(ref_model, args.image_size, **options)
     out: dict[str, list[dict[str, Any]]] = {}
@@ -105,7 +110,8 @@ def run_speed(args: argparse.Namespace) -> bool:
     row = Row(label, a, b)
     print(
         f"\n== speed: {args.model} at {args.image_size}, defaults but points_per_side="
-        f"{args.points_per_side} =="
+        f"{args.points_per_side}, pred_iou_thresh={args.pred_iou_thresh}, "
+        f"stability_score_thresh={args.stability_score_thresh} =="
     )
     print_table([row], unit="s")
     print(f"records: {len(out['ours'])} masklet, {len(out['ref'])} reference: "
@@ -233,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--points-per-side", type=int, help="speed run grid (default 32, quick 8)")
     p.add_argument("--repeats", type=int, help="timed runs per side (default 3, quick 1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    p.add_argument(
+        "--pred-iou-thresh",
+        type=float,
+        default=0.8,
+        help="speed run filter (default 0.8 as the reference; 0 keeps every mask, the worst "
+        "case for masklet, which skips upscaling the masks this filter drops)",
+    )
+    p.add_argument("--stability-score-thresh", type=float, default=0.95)
     p.add_argument("--rss-height", type=int, default=3000)
     p.add_argument("--rss-width", type=int, default=4000)
     p.add_argument("--rss-points-per-side", type=int, default=8)
