@@ -172,6 +172,8 @@ def child_main(args: argparse.Namespace) -> None:
     options = dict(
         points_per_side=args.rss_points_per_side,
         points_per_batch=args.rss_points_per_batch,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
         crop_n_layers=1,
     )
     if args.child == "masklet":
@@ -186,33 +188,44 @@ def child_main(args: argparse.Namespace) -> None:
     print(RESULT_PREFIX + json.dumps(asdict(result)), flush=True)
 
 
-def run_child(side: str, points_per_batch: int, args: argparse.Namespace) -> RssResult:
+def start_child(side: str, points_per_batch: int, args: argparse.Namespace) -> subprocess.Popen:
     cmd = [
         sys.executable, __file__, "--child", side, "--model", args.model,
         "--image-size", str(args.image_size), "--rss-height", str(args.rss_height),
         "--rss-width", str(args.rss_width), "--rss-points-per-side", str(args.rss_points_per_side),
         "--rss-points-per-batch", str(points_per_batch), "--rss-limit-mib", str(args.rss_limit_mib),
         "--threads", str(args.threads), "--seed", str(args.seed), "--clock", args.clock,
+        "--pred-iou-thresh", str(args.pred_iou_thresh),
+        "--stability-score-thresh", str(args.stability_score_thresh),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def child_result(proc: subprocess.Popen) -> RssResult:
+    out, err = proc.communicate()
+    lines = [ln for ln in out.splitlines() if ln.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"{side} memory run failed (exit {proc.returncode})")
+        sys.stderr.write(err)
+        raise SystemExit(f"memory run {proc.args} failed (exit {proc.returncode})")
     return RssResult(**json.loads(lines[-1][len(RESULT_PREFIX) :]))
 
 
 def run_rss(args: argparse.Namespace) -> None:
     print(
         f"\n== peak RSS: {args.rss_width}x{args.rss_height}, crop_n_layers=1, "
-        f"points_per_side={args.rss_points_per_side}, {args.model} at {args.image_size} =="
+        f"points_per_side={args.rss_points_per_side}, pred_iou_thresh={args.pred_iou_thresh}, "
+        f"stability_score_thresh={args.stability_score_thresh}, {args.model} at "
+        f"{args.image_size} =="
     )
-    runs = [
-        run_child("masklet", args.rss_points_per_batch, args),
-        run_child("reference", args.rss_points_per_batch, args),
+    # peaks are per process, so the sides run side by side (seconds are then not comparable
+    # on the wall clock; use --clock cpu)
+    procs = [
+        start_child("masklet", args.rss_points_per_batch, args),
+        start_child("reference", args.rss_points_per_batch, args),
     ]
     if args.rss_points_per_batch != 64:
-        runs.append(run_child("masklet", 64, args))
+        procs.append(start_child("masklet", 64, args))
+    runs = [child_result(p) for p in procs]
     head = (
         f"{'side':<10} {'batch':>6} {'start MiB':>10} {'peak MiB':>9} {'growth MiB':>11} "
         f"{'seconds':>8} {'records':>8}"

@@ -191,35 +191,3 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-
     assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     diff = (actual.float() - expected.float()).abs().max().item() if actual.numel() else 0.0
     assert diff <= atol, f"max abs difference {diff:.3g} > {atol}"
-
-
-def reference_model_with_decoder(cfg: ModelConfig) -> torch.nn.Module:
-    """`reference_model(cfg)` whose mask decoder takes its sizes from `cfg.mask_decoder`.
-
-    `SAM2Base` hard-codes the official decoder (MLP 2048, 8 heads, IoU head 256 wide); masklet's
-    small trained models (e.g. the bundled nano model) use smaller ones.
-    """
-    from sam2.modeling.sam.mask_decoder import MaskDecoder
-    from sam2.modeling.sam.transformer import TwoWayTransformer
-
-    ref = reference_model(cfg)
-    md = cfg.mask_decoder
-    d = ref.sam_prompt_embed_dim
-    ref.sam_mask_decoder = MaskDecoder(
-        num_multimask_outputs=md.num_multimask_outputs,
-        transformer=TwoWayTransformer(
-            depth=md.transformer_depth, embedding_dim=d, mlp_dim=md.mlp_dim, num_heads=md.num_heads
-        ),
-        transformer_dim=d,
-        iou_head_depth=md.iou_head_depth,
-        iou_head_hidden_dim=md.iou_head_hidden_dim,
-        use_high_res_features=cfg.use_high_res_features_in_sam,
-        iou_prediction_use_sigmoid=cfg.iou_prediction_use_sigmoid,
-        pred_obj_scores=cfg.pred_obj_scores,
-        pred_obj_scores_mlp=cfg.pred_obj_scores_mlp,
-        use_multimask_token_for_obj_ptr=cfg.use_multimask_token_for_obj_ptr,
-        dynamic_multimask_via_stability=md.dynamic_multimask_via_stability,
-        dynamic_multimask_stability_delta=md.dynamic_multimask_stability_delta,
-        dynamic_multimask_stability_thresh=md.dynamic_multimask_stability_thresh,
-    )
-    return ref.eval()
