@@ -27,6 +27,7 @@ from masklet.errors import (
 if TYPE_CHECKING:
     from masklet.checkpoints import download, load_model
     from masklet.config import ModelConfig
+    from masklet.everything import AutomaticMaskGenerator, MaskGeneratorConfig
     from masklet.image_predictor import ImagePredictor
     from masklet.io.images import read_image
     from masklet.modeling.sam2 import SAM2Model, build_model
@@ -36,6 +37,8 @@ _LAZY: dict[str, str] = {
     "download": "masklet.checkpoints",
     "load_model": "masklet.checkpoints",
     "ModelConfig": "masklet.config",
+    "AutomaticMaskGenerator": "masklet.everything",
+    "MaskGeneratorConfig": "masklet.everything",
     "ImagePredictor": "masklet.image_predictor",
     "read_image": "masklet.io.images",
     "SAM2Model": "masklet.modeling.sam2",
@@ -58,11 +61,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AutomaticMaskGenerator",
     "BusyError",
     "CheckpointError",
     "ImagePredictor",
     "InvalidInputError",
     "InvalidPromptError",
+    "MaskGeneratorConfig",
     "MaskletError",
     "ModelConfig",
     "SAM2Model",

@@ -215,6 +215,51 @@ class ImagePredictor:
             point_coords, point_labels, box, hw=hw, normalize=normalize_coords
         )
         mask = self._prepare_mask(mask_input)
+        low_res, ious, object_scores = self._decode(points, mask, multimask_output, image_index)
+        # holes and sprinkles are cleaned at low resolution, then upscaled (as the reference)
+        masks = postprocess_masks(
+            low_res, hw, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
+        )
+        low_res = low_res.float().clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return Prediction(masks, ious.float(), low_res, object_scores.float())
+
+    @torch.inference_mode()
+    def decode_points(
+        self,
+        point_coords: Tensor,
+        point_labels: Tensor,
+        mask_input: Tensor | None = None,
+        *,
+        multimask_output: bool = True,
+        image_index: int = 0,
+    ) -> tuple[Tensor, Tensor]:
+        """Raw decoder output for batched points already in model-input coordinates.
+
+        For callers that run many prompts per image and postprocess themselves (automatic mask
+        generation): no validation, no hole filling, no upscaling, no clamping.
+
+        point_coords: [B, N, 2] (x, y) in model-input pixels (see `transforms.transform_coords`).
+        point_labels: [B, N] int. mask_input: [B, 1, 4h, 4w] low-res logits or None.
+        Returns (low-res logits [B, M, 4h, 4w] float, predicted IoU [B, M] float).
+        """
+        self._require_features("decode_points")
+        points = (point_coords.to(self.device), point_labels.to(self.device))
+        mask = None if mask_input is None else mask_input.to(self.device)
+        low_res, ious, _ = self._decode(points, mask, multimask_output, image_index)
+        return low_res.float(), ious.float()
+
+    def _decode(
+        self,
+        points: tuple[Tensor, Tensor] | None,
+        mask: Tensor | None,
+        multimask_output: bool,
+        image_index: int,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Prompt encoder + mask decoder on image `image_index`: (low-res logits [B, M, 4h, 4w],
+        ious [B, M], object scores [B, 1])."""
+        features = self._require_features("predict")
         model = self.model
         sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask)
         repeat = points is not None and points[0].shape[0] > 1  # several prompts, one image
@@ -227,15 +272,7 @@ class ImagePredictor:
             repeat_image=repeat,
             high_res_features=[f[image_index : image_index + 1] for f in features.high_res],
         )
-        low_res, ious = decoded.masks, decoded.ious
-        # holes and sprinkles are cleaned at low resolution, then upscaled (as the reference)
-        masks = postprocess_masks(
-            low_res, hw, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
-        )
-        low_res = low_res.float().clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
-        if not return_logits:
-            masks = masks > self.mask_threshold
-        return Prediction(masks, ious.float(), low_res, decoded.object_score_logits.float())
+        return decoded.masks, decoded.ious, decoded.object_score_logits
 
     def _prepare_points(
         self,

@@ -26,16 +26,17 @@ Semantics of `track_with_text`:
   objects it finds appear on the frames up to where they were found.
 - In a backward pass a re-detection that would land on frame 0 is skipped (SAM 2 cannot start
   tracking backwards at frame 0), so frame 0 joins the segment before it.
+
+The rounds, the overlap test and the segments are `masklet.video.discovery`'s, shared with
+"segment everything" on videos; this module contributes the text finder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from masklet.errors import InvalidInputError
 from masklet.text.detector import (
@@ -43,11 +44,9 @@ from masklet.text.detector import (
     DEFAULT_NEW_OBJECT_IOU,
     DEFAULT_TEXT_THRESHOLD,
     Detector,
-    box_iou,
-    label_to_name,
-    mask_box,
 )
 from masklet.text.image import detect_objects
+from masklet.video.discovery import Candidate, DiscoveryOptions, discover_and_track
 from masklet.video.predictor import VideoPredictor
 from masklet.video.results import FrameResult
 from masklet.video.session import VideoSession
@@ -66,15 +65,20 @@ class TextTrackingOptions:
     max_objects: int | None = None
 
 
-@dataclass
-class _TextObjects:
-    """Bookkeeping of the objects the text created, across detection rounds."""
+@dataclass(frozen=True)
+class TextFinder:
+    """The detector's boxes for `text` on a frame, as candidates labelled with their phrase."""
 
-    next_id: int
-    created: int = 0
-    per_label: dict[str, int] = field(default_factory=dict)
-    last_box: dict[int, np.ndarray] = field(default_factory=dict)  # id -> [4] last detection
-    first_frame: dict[int, int] = field(default_factory=dict)  # id -> frame it was found on
+    detector: Detector
+    text: str
+    box_threshold: float = DEFAULT_BOX_THRESHOLD
+    text_threshold: float = DEFAULT_TEXT_THRESHOLD
+
+    def find(self, frame: np.ndarray, frame_idx: int) -> list[Candidate]:
+        dets = detect_objects(
+            self.detector, frame, self.text, self.box_threshold, self.text_threshold
+        )
+        return [Candidate(box, label) for box, label in zip(dets.boxes, dets.labels)]
 
 
 def track_with_text(
@@ -99,20 +103,17 @@ def track_with_text(
     opts = TextTrackingOptions(
         text, box_threshold, text_threshold, redetect_every, new_object_iou, max_objects
     )
-    num_frames = _check(session, opts, detect_frame, direction)
+    _check(session, opts, detect_frame, direction)
     if max_frames is not None and max_frames < 0:
         raise InvalidInputError(f"max_frames must be >= 0 (or None), got {max_frames}")
-    span = num_frames if max_frames is None else max_frames
-    state = _TextObjects(next_id=max(session.obj_ids, default=0) + 1)
-    forward = direction in ("forward", "both")
-    if forward:
-        yield from _pass(predictor, session, detector, opts, state, detect_frame, span,
-                         reverse=False, detect_first=True, yield_first=True)  # fmt: skip
-    if direction == "backward" or (direction == "both" and detect_frame > 0):
-        late = [i for i, f in state.first_frame.items() if f != detect_frame]
-        with _detached(session, late):
-            yield from _pass(predictor, session, detector, opts, state, detect_frame, span,
-                             reverse=True, detect_first=not forward, yield_first=not forward)  # fmt: skip
+    finder = TextFinder(detector, text, box_threshold, text_threshold)
+    discovery = DiscoveryOptions(
+        every=redetect_every, new_object_iou=new_object_iou, max_objects=max_objects
+    )
+    yield from discover_and_track(
+        predictor, session, finder, discovery,
+        start_frame=detect_frame, direction=direction, max_frames=max_frames,
+    )  # fmt: skip
 
 
 def _check(
@@ -138,138 +139,3 @@ def _check(
     if opts.max_objects is not None and opts.max_objects < 1:
         raise InvalidInputError(f"max_objects must be at least 1, got {opts.max_objects}")
     return n
-
-
-def _pass(
-    predictor: VideoPredictor,
-    session: VideoSession,
-    detector: Detector,
-    opts: TextTrackingOptions,
-    state: _TextObjects,
-    start: int,
-    span: int,
-    reverse: bool,
-    detect_first: bool,
-    yield_first: bool,
-) -> Iterator[FrameResult]:
-    """Track from `start` over `span` more frames (clipped to the video) in segments between
-    detection rounds; each segment is propagated only after its first frame's new objects
-    were added."""
-    n = session.num_frames or 0
-    last = max(start - span, 0) if reverse else min(start + span, n - 1)
-    step = opts.redetect_every or n
-    seg_start = start
-    previous: FrameResult | None = None  # the frame tracked last, for overlap decisions
-    first = True
-    while True:
-        if detect_first or not first:
-            _detect_round(predictor, session, detector, opts, state, seg_start, previous)
-        if reverse:
-            seg_end = max(seg_start - step + 1, last)
-            if last == 0 and seg_end == 1:
-                seg_end = 0  # no round may start on frame 0 backwards
-        else:
-            seg_end = min(seg_start + step - 1, last)
-        for result in _segment(predictor, session, seg_start, seg_end, reverse):
-            previous = result
-            if first and not yield_first and result.frame_idx == start:
-                continue  # already yielded by the forward pass
-            yield result
-        if seg_end == last:
-            return
-        first = False
-        seg_start = seg_end - 1 if reverse else seg_end + 1
-
-
-def _segment(
-    predictor: VideoPredictor, session: VideoSession, start: int, end: int, reverse: bool
-) -> Iterator[FrameResult]:
-    """Frames start..end (inclusive, either order) with every attached object."""
-    if not session.objects:
-        step = -1 if reverse else 1
-        for frame_idx in range(start, end + step, step):
-            yield _empty_result(session, frame_idx)
-        return
-    if reverse and start == 0:
-        # SAM 2 never tracks backwards from frame 0; a one-frame pass forwards is the same frame
-        yield from predictor.propagate(session, 0, 0, reverse=False)
-        return
-    yield from predictor.propagate(session, start, abs(end - start), reverse=reverse)
-
-
-def _empty_result(session: VideoSession, frame_idx: int) -> FrameResult:
-    h, w = session.height, session.width
-    return FrameResult(
-        frame_idx, [], torch.zeros(0, 1, h, w), torch.zeros(0, 1), dict(session.names)
-    )
-
-
-def _detect_round(
-    predictor: VideoPredictor,
-    session: VideoSession,
-    detector: Detector,
-    opts: TextTrackingOptions,
-    state: _TextObjects,
-    frame_idx: int,
-    previous: FrameResult | None,
-) -> None:
-    """Detect on one frame; add every detection that overlaps no known object."""
-    dets = detect_objects(
-        detector, session.source.get(frame_idx), opts.text, opts.box_threshold,
-        opts.text_threshold,
-    )  # fmt: skip
-    known = _known_boxes(session, state, previous)  # id -> [K, 4]
-    for box, label in zip(dets.boxes, dets.labels):
-        match, best = None, 0.0
-        for obj_id, boxes in known.items():
-            iou = float(box_iou(box, boxes).max()) if len(boxes) else 0.0
-            if iou > best:
-                match, best = obj_id, iou
-        if match is not None and best >= opts.new_object_iou:
-            if match in state.last_box:
-                state.last_box[match] = box
-            continue
-        if opts.max_objects is not None and state.created >= opts.max_objects:
-            continue
-        obj_id = state.next_id
-        state.next_id += 1
-        state.created += 1
-        k = state.per_label[label] = state.per_label.get(label, 0) + 1
-        predictor.set_object_name(session, obj_id, label_to_name(label, k))
-        predictor.add_new_points_or_box(session, frame_idx, obj_id, box=box)
-        state.last_box[obj_id] = box
-        state.first_frame[obj_id] = frame_idx
-        known[obj_id] = box[None]  # later detections of this round are matched against it too
-
-
-def _known_boxes(
-    session: VideoSession, state: _TextObjects, previous: FrameResult | None
-) -> dict[int, np.ndarray]:
-    """Per attached object, [K, 4] boxes a detection of it would overlap (K = 0..2)."""
-    masks = previous.masks() if previous is not None else {}
-    known: dict[int, np.ndarray] = {}
-    for obj_id in session.obj_ids:
-        boxes = []
-        if obj_id in masks and (b := mask_box(masks[obj_id])) is not None:
-            boxes.append(b)
-        if obj_id in state.last_box:
-            boxes.append(state.last_box[obj_id])
-        known[obj_id] = np.stack(boxes) if boxes else np.zeros((0, 4), np.float32)
-    return known
-
-
-@contextmanager
-def _detached(session: VideoSession, obj_ids: list[int]) -> Iterator[None]:
-    """Take objects out of the session for a while (tracking skips them), then put them back
-    in their original order."""
-    order = list(session.objects)
-    held = {i: session.objects.pop(i) for i in obj_ids if i in session.objects}
-    try:
-        yield
-    finally:
-        current = dict(session.objects)
-        current.update(held)
-        session.objects.clear()
-        for obj_id in order + [i for i in current if i not in order]:
-            if obj_id in current:
-                session.objects[obj_id] = current[obj_id]
