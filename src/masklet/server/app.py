@@ -19,7 +19,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from masklet import __version__
-from masklet.server.context import BodyLimitMiddleware, ServerContext
+from masklet.server.bodies import BodyLimitMiddleware
+from masklet.server.context import ServerContext
+from masklet.server.docs import install_docs
 from masklet.server.errors import install_error_handlers
 from masklet.server.routes import health, images, predictions, sessions, text, tracking
 from masklet.server.settings import ServerSettings
@@ -62,6 +64,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             await run_in_threadpool(context.close)
 
     app = FastAPI(
+        docs_url=None,  # served from the app's own files: see masklet.server.docs
+        redoc_url=None,
         title="masklet",
         version=__version__,
         description=(
@@ -73,9 +77,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app, settings.retry_after_seconds)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_SLACK_BYTES)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_SLACK_BYTES,
+        shown_bytes=settings.max_upload_bytes, limits=settings.limits,
+        file_paths=(predictions.PATH,),
+    )  # fmt: skip
     for module in (health, images, sessions, tracking, text, predictions):
         app.include_router(module.router)
+    install_docs(app, extra_schemas=predictions.SCHEMAS)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

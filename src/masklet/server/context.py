@@ -1,5 +1,5 @@
 """What every request handler shares: settings, the lazily loaded model, the worker pool, the
-session store, the download registry; plus authentication and the request-size limit."""
+session store, the download registry; plus authentication."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from masklet.errors import CheckpointError
 from masklet.pipelines.limits import Limits
-from masklet.server.errors import ApiError, UnauthorizedError, error_response
+from masklet.server.errors import ApiError, UnauthorizedError
 from masklet.server.jobs import WorkerPool
 from masklet.server.sessions import ANONYMOUS, SessionStore, owner_of
 from masklet.server.settings import ServerSettings
@@ -40,6 +39,7 @@ class ModelHolder:
     def __init__(self, settings: ServerSettings) -> None:
         self._settings = settings
         self._model: SAM2Model | None = None
+        self._name: str | None = None
         self._video: VideoPredictor | None = None
         self._detector: Detector | None = None
         self._lock = threading.Lock()
@@ -48,6 +48,19 @@ class ModelHolder:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def name(self) -> str:
+        """The model served: the loaded one's name, else what the setting will load ("auto"
+        resolved to the official tiny model if cached, else the bundled nano model)."""
+        if self._name is None:
+            if self._settings.model_factory is not None:
+                self._name = self._settings.model
+            else:
+                from masklet.checkpoints import resolve_model_name
+
+                self._name = resolve_model_name(self._settings.model)
+        return self._name
 
     def model(self) -> SAM2Model:
         with self._lock:
@@ -60,6 +73,7 @@ class ModelHolder:
 
                     name = resolve_model_name(self._settings.model)
                     loaded = load_model(name, device=self._settings.device)
+                    self._name = name
                     self._model = loaded  # type: ignore[assignment]
             assert self._model is not None  # set just above; narrows the type
             return self._model
@@ -181,6 +195,12 @@ class ServerContext:
     def limits(self) -> Limits:
         return self.settings.limits
 
+    def link(self, path: str) -> str:
+        """An app path as a link: under the configured public URL, else relative (never from
+        the request's Host header, which the client chooses)."""
+        base = self.settings.public_url
+        return path if base is None else base.rstrip("/") + path
+
     def sweep(self) -> int:
         return self.sessions.sweep() + self.files.sweep()
 
@@ -212,46 +232,6 @@ def require_owner(
         if secrets.compare_digest(given.encode(), key.encode()):
             return owner_of(key)
     raise UnauthorizedError("wrong API key")
-
-
-class BodyLimitMiddleware:
-    """Answer 413 for request bodies over `max_bytes`: at once from Content-Length, or as soon
-    as a streamed body passes the limit (nothing more is read)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _message(self) -> str:
-        mb = self.max_bytes / (1024 * 1024)
-        return (
-            f"the upload is larger than this server's limit of {mb:g} MB; send a smaller file "
-            "or start the server with a larger --max-upload-mb"
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = error_response(413, "payload_too_large", self._message())
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # an HTTPException passes through FastAPI's body parsing unchanged
-                    raise HTTPException(413, self._message())
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 Context = Annotated[ServerContext, Depends(get_context)]

@@ -24,6 +24,7 @@ from masklet.server.uploads import save_upload
 router = APIRouter(tags=["video sessions"], responses=ERROR_RESPONSES)
 JPEG_QUALITY = 90
 SessionId = Annotated[str, Path(description="id returned by POST /v1/sessions")]
+FrameIndex = Annotated[int, Path(ge=0, description="frame index, 0..num_frames - 1")]
 
 
 def session_info(ctx: ServerContext, session: ServerSession) -> SessionInfo:
@@ -42,6 +43,15 @@ def session_info(ctx: ServerContext, session: ServerSession) -> SessionInfo:
         expires_in_seconds=max(0.0, ctx.settings.session_ttl_seconds - idle),
         busy=session.lock.locked(),
     )
+
+
+def check_index(session: ServerSession, index: int) -> None:
+    """422 for a frame index outside the video."""
+    if not 0 <= index < session.num_frames:
+        raise with_field(
+            InvalidInputError(f"frame {index} is outside the video (0..{session.num_frames - 1})"),
+            "index",
+        )
 
 
 @router.post("/v1/sessions", response_model=SessionInfo, status_code=201)
@@ -89,18 +99,14 @@ def get_session(
     responses={200: {"content": {"image/jpeg": {}}, "description": "the frame as JPEG"}},
 )
 def get_frame(
-    index: int,
+    index: FrameIndex,
     session_id: SessionId,
     ctx: Context,
     owner: Owner,
 ) -> Response:
     """One frame as JPEG, decoded on demand (runs beside model work, not behind it)."""
     session = ctx.sessions.get(session_id, owner)
-    if not 0 <= index < session.num_frames:
-        raise with_field(
-            InvalidInputError(f"frame {index} is outside the video (0..{session.num_frames - 1})"),
-            "index",
-        )
+    check_index(session, index)
     with session.frames_lock:
         frame = session.frames.get(index)  # [H, W, 3] uint8
     buffer = io.BytesIO()
@@ -114,13 +120,14 @@ def get_frame(
 
 @router.get("/v1/sessions/{session_id}/masks/{index}", response_model=FrameMasks)
 def get_masks(
-    index: int,
+    index: FrameIndex,
     session_id: SessionId,
     ctx: Context,
     owner: Owner,
 ) -> FrameMasks:
     """The latest masks recorded on a frame (empty when none were computed there)."""
     session = ctx.sessions.get(session_id, owner)
+    check_index(session, index)
     records = session.masks.get(index, {})
     return FrameMasks(frame=index, objects=[records[i] for i in sorted(records)])
 

@@ -286,4 +286,6 @@ async def export(
         lambda: export_session(session, body.format, body.rgb_colors(), body.alpha, job),
         job,
     )  # fmt: skip
-    return ExportResult(format=body.format, url=ctx.files.register(path), frames=session.num_frames)
+    return ExportResult(
+        format=body.format, url=ctx.link(ctx.files.register(path)), frames=session.num_frames
+    )
