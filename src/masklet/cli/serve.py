@@ -86,9 +86,9 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (checked here to name the extra)
 
-        from masklet.server.app import create_app
+        from masklet.server.app import create_app, serve
     except ImportError as error:
         raise InvalidInputError(
             f"masklet serve needs the server extra: pip install 'masklet[server]' ({error})"
@@ -96,8 +96,5 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     app = create_app(settings)  # validates: refuses a public host without an API key
     print(f"masklet serve: http://{settings.host}:{settings.port}/ (API schema at /openapi.json)")
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level="info",
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
-    )  # fmt: skip
+    serve(app, settings)  # SIGTERM / Ctrl-C: jobs cancelled, exit within --shutdown-grace
     return 0

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import FrameType
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -92,3 +95,42 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def serve(app: FastAPI, settings: ServerSettings, log_level: str = "info") -> None:
+    """Run `app` with uvicorn until SIGTERM / Ctrl-C. The signal cancels every running and
+    queued job at once (their requests answer 503, propagations end with `cancelled`), so
+    connections close and the process exits; if something still holds it after
+    `settings.shutdown_grace_seconds`, it exits anyway (state is on disk as it happens)."""
+    import uvicorn
+
+    context: ServerContext = app.state.context
+    grace = settings.shutdown_grace_seconds
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            first = not self.should_exit
+            super().handle_exit(sig, frame)
+            if first:
+                begin_shutdown(context, grace)
+
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=log_level,
+        timeout_graceful_shutdown=max(1, int(grace * 0.8)),
+    )  # fmt: skip
+    Server(config).run()
+
+
+def begin_shutdown(context: ServerContext, grace: float) -> None:
+    """Cancel all jobs and arm a watchdog that ends the process after `grace` seconds."""
+    cancelled = context.cancel_jobs()
+    log.info("shutting down: %d job(s) cancelled; exiting within %gs", cancelled, grace)
+
+    def force() -> None:
+        log.error("still running %gs after the shutdown signal: exiting now", grace)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(grace, force)
+    timer.daemon = True
+    timer.start()

@@ -204,7 +204,12 @@ class ServerContext:
     def sweep(self) -> int:
         return self.sessions.sweep() + self.files.sweep()
 
+    def cancel_jobs(self) -> int:
+        """Cancel every running or queued job (a shutdown); returns how many."""
+        return self.pool.cancel_all() + self.sessions.cancel_jobs()
+
     def close(self) -> None:
+        self.cancel_jobs()
         self.pool.shutdown()
         self.sessions.close_all()
 

@@ -3,15 +3,16 @@
 Model calls are CPU/GPU-heavy and must not run on the event loop. They go to a small thread
 pool; at most `workers + queue_size` jobs may be running or waiting, and a job that finds the
 pool full is refused at once with `BusyError` (429 + Retry-After) instead of piling up
-requests the server cannot finish. A `Job` carries a cancel flag that long work (propagation)
-checks between frames; a client that goes away sets it.
+requests the server cannot finish. A `Job` carries a cancel flag that long work checks
+between frames; a client that goes away sets it (`run_job` watches the connection), and so
+does a shutdown (`cancel_all`). A queued job whose flag is set never starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -19,6 +20,7 @@ from masklet.errors import BusyError
 from masklet.pipelines.control import CancelledError, CancelToken
 
 T = TypeVar("T")
+DISCONNECT_POLL_SECONDS = 0.1  # how often a waiting request checks that its client is there
 
 
 JobCancelledError = CancelledError  # raised inside a job whose cancel flag was set
@@ -39,6 +41,7 @@ class WorkerPool:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="masklet")
         self._pending = 0
         self._lock = threading.Lock()
+        self._jobs: set[Job] = set()  # jobs running or queued, for cancel_all
 
     @property
     def pending(self) -> int:
@@ -69,16 +72,62 @@ class WorkerPool:
         """Run `fn` on the pool and await its result (raises what it raises)."""
         return await asyncio.wrap_future(self.submit(fn))
 
-    async def run_job(self, fn: Callable[[Job], T]) -> T:
-        """Run `fn(job)` on the pool; if the awaiting request is cancelled, so is the job (a
-        pipeline given `job` as its cancel token stops within one frame)."""
+    async def run_job(
+        self,
+        fn: Callable[[Job], T],
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> T:
+        """Run `fn(job)` on the pool; the job is cancelled (a pipeline given `job` as its
+        cancel token stops within one frame; a queued one never starts) when the awaiting
+        request is cancelled or `disconnected()` (e.g. `request.is_disconnected`) turns true."""
         job = Job()
-        future = self.submit(lambda: fn(job))
+        future = self.submit(lambda: self._guarded(fn, job))
+        with self._lock:
+            self._jobs.add(job)
+        watcher = None
+        if disconnected is not None:
+            watcher = asyncio.create_task(_watch(disconnected, job))
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             job.cancel()
             raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            with self._lock:
+                self._jobs.discard(job)
+
+    @staticmethod
+    def _guarded(fn: Callable[[Job], T], job: Job) -> T:
+        job.check()  # cancelled while queued (client gone, shutdown): drop it
+        return fn(job)
+
+    def track(self, job: Job) -> None:
+        """Count `job` among those `cancel_all` stops (for jobs not started by `run_job`)."""
+        with self._lock:
+            self._jobs.add(job)
+
+    def untrack(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.discard(job)
+
+    def cancel_all(self) -> int:
+        """Cancel every running or queued job; returns how many."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.cancel()
+        return len(jobs)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _watch(disconnected: Callable[[], Awaitable[bool]], job: Job) -> None:
+    """Cancel `job` as soon as its client is gone."""
+    while not job.cancelled:
+        if await disconnected():
+            job.cancel()
+            return
+        await asyncio.sleep(DISCONNECT_POLL_SECONDS)

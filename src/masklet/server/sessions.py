@@ -202,6 +202,14 @@ class SessionStore:
             expired = [s for s in self._sessions.values() if self._expired(s, now)]
         return sum(self._remove(s, wait=False) for s in expired)
 
+    def cancel_jobs(self) -> int:
+        """Cancel the running job of every session; returns how many."""
+        with self._lock:
+            jobs = [s.job for s in self._sessions.values() if s.job is not None]
+        for job in jobs:
+            job.cancel()
+        return len(jobs)
+
     def close_all(self) -> None:
         with self._lock:
             sessions = list(self._sessions.values())

@@ -12,4 +12,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "upload or video over the server's limits"},
     422: {"model": ErrorBody, "description": "malformed input; `field` names it"},
     429: {"model": ErrorBody, "description": "busy: retry after `Retry-After` seconds"},
+    503: {"model": ErrorBody, "description": "cancelled (server stopping) or model unavailable"},
 }

@@ -160,7 +160,10 @@ async def predict(
     directory = ctx.files.new_directory()
     try:
         parsed = await _read_request(request, directory / VIDEO_NAME, ctx.settings.max_upload_bytes)
-        outputs = await ctx.pool.run_job(lambda job: _run(ctx, directory, parsed.input, job))
+        outputs = await ctx.pool.run_job(
+            lambda job: _run(ctx, directory, parsed.input, job),
+            disconnected=request.is_disconnected,
+        )
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise

@@ -47,12 +47,20 @@ async def run_locked(
         session.acquire()
         session.job = job
         try:
+            if job is not None:
+                job.check()  # cancelled while it waited (shutdown)
             return work()
         finally:
             session.job = None
             session.lock.release()
 
-    return await ctx.pool.run(locked)
+    if job is not None:
+        ctx.pool.track(job)  # a shutdown cancels it
+    try:
+        return await ctx.pool.run(locked)
+    finally:
+        if job is not None:
+            ctx.pool.untrack(job)
 
 
 def _check_frame(session: ServerSession, frame: int, field: str = "frame") -> None:
@@ -193,7 +201,18 @@ async def propagate(
             session.lock.release()
             emit(None)
 
-    ctx.pool.submit(work)  # BusyError (429) here, before any byte is streamed
+    def tracked() -> None:
+        try:
+            work()
+        finally:
+            ctx.pool.untrack(job)
+
+    ctx.pool.track(job)  # a shutdown cancels it
+    try:
+        ctx.pool.submit(tracked)  # BusyError (429) here, before any byte is streamed
+    except BaseException:
+        ctx.pool.untrack(job)
+        raise
 
     async def stream() -> AsyncIterator[str]:
         yield sse("start", {"total": total, "start": start, "direction": body.direction})
