@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
+import httpx
 import pytest
 import torch
 
@@ -160,3 +161,19 @@ def test_click_track_export_in_chromium(server: str, page: Page, tmp_path: Path)
         f"\nbrowser test: {time.monotonic() - began:.1f} s; mask pixels on frame 0:"
         f" {drawn['maskPixels']}, on frame {last}: {shown['maskPixels']}"
     )
+
+
+def test_closing_the_page_deletes_its_session(server: str, page: Page, tmp_path: Path) -> None:
+    video = tmp_path / "demo.mp4"
+    make_demo_video(video, seed=1, num_frames=4, size=SIZE, fps=FPS)
+    page.goto(server)
+    page.wait_for_function("() => window.masklet !== undefined")
+    page.set_input_files("#file", str(video))
+    wait_for_page(page, "window.masklet.state.frames.has(0)")
+    sid = page.evaluate("() => window.masklet.state.session.id")
+    assert httpx.get(f"{server}/v1/sessions/{sid}").status_code == 200
+    page.goto("about:blank")  # pagehide: the page deletes its session on the way out
+    deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+    while httpx.get(f"{server}/v1/sessions/{sid}").status_code != 404:
+        assert time.monotonic() < deadline, "the session outlived its page"
+        time.sleep(0.1)

@@ -186,8 +186,18 @@ class ServerContext:
             settings=settings,
             data_dir=data_dir,
             models=ModelHolder(settings),
-            pool=WorkerPool(settings.workers, settings.queue_size),
-            sessions=SessionStore(data_dir, settings.max_sessions, settings.session_ttl_seconds),
+            # per-key quotas when there are keys (without, every request is the one local user)
+            pool=WorkerPool(
+                settings.workers,
+                settings.queue_size,
+                per_owner=settings.max_jobs_per_key if settings.api_keys else None,
+            ),
+            sessions=SessionStore(
+                data_dir,
+                settings.max_sessions,
+                settings.session_ttl_seconds,
+                per_owner=settings.max_sessions_per_key if settings.api_keys else None,
+            ),
             files=FileStore(data_dir, settings.session_ttl_seconds),
         )
 

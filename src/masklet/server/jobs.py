@@ -32,11 +32,15 @@ class Job(CancelToken):
 
 
 class WorkerPool:
-    """`workers` threads with room for `queue_size` waiting jobs; beyond that, `BusyError`."""
+    """`workers` threads with room for `queue_size` waiting jobs; beyond that, `BusyError`.
+    One owner (API key) may have at most `per_owner` jobs running or waiting, so one key
+    cannot fill the queue and lock the others out."""
 
-    def __init__(self, workers: int, queue_size: int) -> None:
+    def __init__(self, workers: int, queue_size: int, per_owner: int | None = None) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
+        self.per_owner = per_owner
+        self._owners: dict[str, int] = {}
         self._slots = threading.BoundedSemaphore(self.capacity)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="masklet")
         self._pending = 0
@@ -48,40 +52,59 @@ class WorkerPool:
         """Jobs running or waiting."""
         return self._pending
 
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        if not self._slots.acquire(blocking=False):
-            raise BusyError(
-                f"the server is busy ({self.capacity} jobs running or queued); retry shortly"
-            )
+    def owner_jobs(self, owner: str) -> int:
+        return self._owners.get(owner, 0)
+
+    def submit(self, fn: Callable[[], T], owner: str | None = None) -> Future[T]:
+        """Queue `fn`; `BusyError` when the pool, or `owner`'s share of it, is full."""
         with self._lock:
+            if owner is not None and self.per_owner is not None:
+                if self._owners.get(owner, 0) >= self.per_owner:
+                    raise BusyError(
+                        f"this API key has {self.per_owner} jobs running or queued, its share "
+                        "of the server (--max-jobs-per-key); wait for one to finish"
+                    )
+            if not self._slots.acquire(blocking=False):
+                raise BusyError(
+                    f"the server is busy ({self.capacity} jobs running or queued); retry shortly"
+                )
             self._pending += 1
+            if owner is not None:
+                self._owners[owner] = self._owners.get(owner, 0) + 1
         try:
             future = self._executor.submit(fn)
         except BaseException:
-            self._release()
+            self._release(owner)
             raise
-        future.add_done_callback(lambda _: self._release())
+        future.add_done_callback(lambda _: self._release(owner))
         return future
 
-    def _release(self) -> None:
+    def _release(self, owner: str | None) -> None:
         with self._lock:
             self._pending -= 1
+            if owner is not None:
+                left = self._owners.get(owner, 1) - 1
+                if left > 0:
+                    self._owners[owner] = left
+                else:
+                    self._owners.pop(owner, None)
         self._slots.release()
 
-    async def run(self, fn: Callable[[], T]) -> T:
+    async def run(self, fn: Callable[[], T], owner: str | None = None) -> T:
         """Run `fn` on the pool and await its result (raises what it raises)."""
-        return await asyncio.wrap_future(self.submit(fn))
+        return await asyncio.wrap_future(self.submit(fn, owner))
 
     async def run_job(
         self,
         fn: Callable[[Job], T],
         disconnected: Callable[[], Awaitable[bool]] | None = None,
+        owner: str | None = None,
     ) -> T:
         """Run `fn(job)` on the pool; the job is cancelled (a pipeline given `job` as its
         cancel token stops within one frame; a queued one never starts) when the awaiting
         request is cancelled or `disconnected()` (e.g. `request.is_disconnected`) turns true."""
         job = Job()
-        future = self.submit(lambda: self._guarded(fn, job))
+        future = self.submit(lambda: self._guarded(fn, job), owner)
         with self._lock:
             self._jobs.add(job)
         watcher = None

@@ -112,10 +112,14 @@ class ServerSession:
 class SessionStore:
     """Open sessions by id, with a maximum count and an idle TTL."""
 
-    def __init__(self, root: Path, max_sessions: int, ttl_seconds: float) -> None:
+    def __init__(
+        self, root: Path, max_sessions: int, ttl_seconds: float, per_owner: int | None = None
+    ) -> None:
         self.root = root / "sessions"
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_sessions = max_sessions
+        self.per_owner = per_owner
+        self._reserved: dict[str, str] = {}  # id -> owner of sessions still uploading
         self.ttl_seconds = ttl_seconds
         self._sessions: dict[str, ServerSession] = {}
         self._lock = threading.Lock()
@@ -124,18 +128,37 @@ class SessionStore:
         return len(self._sessions)
 
     def new_directory(self, owner: str) -> tuple[str, Path]:
-        """Reserve an id and its folder (raises BusyError when the maximum is reached)."""
+        """Reserve an id and its folder (raises BusyError when the server's maximum or the
+        owner's share is reached); `open` or `release` ends the reservation."""
         self.sweep()
-        with self._lock:
-            if len(self._sessions) >= self.max_sessions:
-                raise BusyError(
-                    f"{self.max_sessions} video sessions are open, the server's maximum; delete "
-                    "one (DELETE /v1/sessions/{id}) or wait for idle ones to expire"
-                )
         session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        with self._lock:
+            self._check_room(owner)
+            self._reserved[session_id] = owner
         directory = self.root / session_id
         directory.mkdir(parents=False)
         return session_id, directory
+
+    def release(self, session_id: str) -> None:
+        """End a reservation whose upload failed."""
+        with self._lock:
+            self._reserved.pop(session_id, None)
+
+    def _check_room(self, owner: str) -> None:
+        """BusyError when no session may be added for `owner` (hold `_lock`)."""
+        if len(self._sessions) + len(self._reserved) >= self.max_sessions:
+            raise BusyError(
+                f"{self.max_sessions} video sessions are open, the server's maximum; delete "
+                "one (DELETE /v1/sessions/{id}) or wait for idle ones to expire"
+            )
+        if self.per_owner is not None:
+            mine = sum(s.owner == owner for s in self._sessions.values())
+            mine += sum(o == owner for o in self._reserved.values())
+            if mine >= self.per_owner:
+                raise BusyError(
+                    f"this API key has {self.per_owner} video sessions open, its share of the "
+                    "server (--max-sessions-per-key); delete one (DELETE /v1/sessions/{id})"
+                )
 
     def open(
         self,
@@ -160,6 +183,7 @@ class SessionStore:
                 )
             video = make_video(path)
         except BaseException:
+            self.release(session_id)
             shutil.rmtree(directory, ignore_errors=True)
             raise
         now = time.monotonic()
@@ -169,11 +193,8 @@ class SessionStore:
             "num_frames": session.num_frames, "fps": frames.fps,
             "width": frames.width, "height": frames.height,
         })  # fmt: skip
-        with self._lock:
-            if len(self._sessions) >= self.max_sessions:
-                session.close()
-                shutil.rmtree(directory, ignore_errors=True)
-                raise BusyError(f"{self.max_sessions} video sessions are open, the maximum")
+        with self._lock:  # the reservation becomes the open session (it was counted)
+            self._reserved.pop(session_id, None)
             self._sessions[session_id] = session
         return session
 

@@ -48,7 +48,7 @@ async def segment_image(
     image: Annotated[UploadFile, File(description="JPEG, PNG or WebP (read by content)")],
     prompts: Annotated[str, Form(description=PROMPTS_HELP)],
     ctx: Context,
-    _owner: Owner,
+    owner: Owner,
     mask: Annotated[
         UploadFile | None, File(description="rough mask for the object with mask=true")
     ] = None,
@@ -89,6 +89,7 @@ async def segment_image(
         return await ctx.pool.run_job(
             lambda job: _segment(ctx, image_path, mask_file, parsed, job),
             disconnected=request.is_disconnected,
+            owner=owner,
         )
 
 

@@ -152,7 +152,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 async def predict(
     request: Request,
     ctx: Context,
-    _owner: Owner,
+    owner: Owner,
 ) -> PredictionResponse:
     """Run `meta/sam-2-video` on an uploaded video; outputs are links served by this app."""
     created = _now()
@@ -163,6 +163,7 @@ async def predict(
         outputs = await ctx.pool.run_job(
             lambda job: _run(ctx, directory, parsed.input, job),
             disconnected=request.is_disconnected,
+            owner=owner,
         )
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)

@@ -65,6 +65,7 @@ async def create_session(
     try:
         await save_upload(video, directory / UPLOAD_NAME, ctx.settings.max_upload_bytes, "video")
     except BaseException:
+        ctx.sessions.release(session_id)
         shutil.rmtree(directory, ignore_errors=True)
         raise
 

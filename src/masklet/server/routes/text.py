@@ -79,7 +79,9 @@ async def add_text_objects(
     session = ctx.sessions.get(session_id, owner)
     _check_frame(session, body.frame)
     check_text(body.text, "text")
-    detector = await ctx.pool.run(ctx.models.detector)  # loading may take a while: off the loop
+    detector = await ctx.pool.run(
+        ctx.models.detector, owner
+    )  # loading may take a while: off the loop
     predictor = ctx.models.video_predictor()
 
     def work() -> TextResult:

@@ -57,7 +57,7 @@ async def run_locked(
     if job is not None:
         ctx.pool.track(job)  # a shutdown cancels it
     try:
-        return await ctx.pool.run(locked)
+        return await ctx.pool.run(locked, session.owner)
     finally:
         if job is not None:
             ctx.pool.untrack(job)
@@ -209,7 +209,7 @@ async def propagate(
 
     ctx.pool.track(job)  # a shutdown cancels it
     try:
-        ctx.pool.submit(tracked)  # BusyError (429) here, before any byte is streamed
+        ctx.pool.submit(tracked, session.owner)  # BusyError (429) here, before any byte is streamed
     except BaseException:
         ctx.pool.untrack(job)
         raise

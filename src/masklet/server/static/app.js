@@ -1,6 +1,6 @@
 // The masklet web page: open an image or a video, click to segment, track, export.
 // Plain ES modules and canvases; every mask comes from the HTTP API as COCO RLE.
-import { request, frameBitmap, propagate } from "./api.js";
+import { request, frameBitmap, propagate, authHeaders } from "./api.js";
 import { decodeRle } from "./rle.js";
 
 // object colours come from the server (GET /v1/colors, and each mask record's `color`): one
@@ -455,6 +455,14 @@ for (const b of document.querySelectorAll("[data-export]")) b.onclick = () => ex
 for (const b of document.querySelectorAll("[data-image-export]")) b.onclick = () => exportImage(b.dataset.imageExport);
 $("api-key").value = localStorage.getItem("masklet-api-key") || "";
 $("api-key").onchange = () => localStorage.setItem("masklet-api-key", $("api-key").value.trim());
+
+// the server keeps a session until its idle TTL: delete it when the page goes away (reload,
+// close, navigation). keepalive lets the request outlive the page; sendBeacon cannot DELETE.
+window.addEventListener("pagehide", () => {
+  if (!state.session) return;
+  fetch(`/v1/sessions/${state.session.id}`, { method: "DELETE", keepalive: true,
+                                              headers: authHeaders() }).catch(() => {});
+});
 
 document.addEventListener("keydown", (event) => {
   if (event.target.tagName === "INPUT" && event.target.type !== "range") return;
