@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from masklet.checkpoints import resolve_model_name
 from masklet.server.app import create_app
 from masklet.server.settings import ServerSettings
-from tests.server.conftest import FRAMES, AppFactory
+from tests.server.conftest import FRAMES, HEIGHT, WIDTH, AppFactory
 from tests.server.test_api import new_session, segment
 from tests.server.test_predictions import data_uri
 
@@ -169,3 +169,19 @@ def test_docs_are_served_by_the_app(client: TestClient) -> None:
         assert response.status_code == 200 and len(response.content) > 10_000
     schema = client.get("/docs/openapi.json").json()
     assert schema["openapi"].startswith("3.0") and "/predictions" in schema["paths"]
+
+
+def test_video_frame_pixels_are_limited_on_every_route(
+    make_client: AppFactory, video_bytes: bytes
+) -> None:
+    client = make_client(max_image_pixels=WIDTH * HEIGHT - 1)  # one pixel short of the video
+    session = client.post("/v1/sessions", files={"video": ("v.mp4", video_bytes)})
+    assert session.status_code == 413, session.text
+    assert "--max-image-pixels" in session.json()["error"]["message"]
+    assert list((client.app.state.context.data_dir / "sessions").iterdir()) == []  # type: ignore[attr-defined]
+    body = {"input": {"input_video": data_uri(video_bytes), "click_coordinates": "[20,20]"}}
+    prediction = client.post("/predictions", json=body)
+    assert prediction.status_code == 413, prediction.text
+    assert "--max-image-pixels" in prediction.json()["error"]["message"]
+    fits = make_client(max_image_pixels=WIDTH * HEIGHT)
+    assert fits.post("/v1/sessions", files={"video": ("v.mp4", video_bytes)}).status_code == 201

@@ -23,7 +23,7 @@ from typing import Any
 from masklet.errors import BusyError, SessionNotFoundError
 from masklet.io.masks import decode_rle, write_json
 from masklet.io.records import FrameRecord, frame_record
-from masklet.server.errors import PayloadTooLargeError
+from masklet.pipelines.limits import Limits
 from masklet.server.jobs import Job
 from masklet.server.schemas import ObjectMask, api_objects
 from masklet.video.frames import FrameSource, VideoFileSource
@@ -166,21 +166,22 @@ class SessionStore:
         owner: str,
         directory: Path,
         make_video: Callable[[Path], VideoSession],
-        max_frames: int,
+        limits: Limits,
     ) -> ServerSession:
-        """Open the uploaded video in `directory` and register the session.
+        """Open the uploaded video in `directory` and register the session. The video's
+        length and frame size are checked against `limits` (the pipeline's checks, from the
+        container header) before the tracking state decodes any frame.
 
         Removes the folder and re-raises when the video cannot be used."""
         path = directory / UPLOAD_NAME
         try:
             sniff_video(path)
             frames = VideoFileSource(path)
-            if frames.num_frames > max_frames:
+            try:
+                check_video_size(frames, limits)
+            except BaseException:
                 frames.close()
-                raise PayloadTooLargeError(
-                    f"the video has {frames.num_frames} frames; this server accepts at most "
-                    f"{max_frames} (trim it or raise --max-video-frames)"
-                )
+                raise
             video = make_video(path)
         except BaseException:
             self.release(session_id)
@@ -257,6 +258,16 @@ class SessionStore:
             return True
         finally:
             session.lock.release()
+
+
+def check_video_size(frames: FrameSource, limits: Limits) -> None:
+    """The pipeline's limits on a video: frames, and pixels per frame (413 naming the flag)."""
+    limits.check("max_frames", frames.num_frames or 0,
+                 what=f"frames in the video ({frames.num_frames} frames)",
+                 setting="the max_frames limit", field="video")  # fmt: skip
+    limits.check("max_image_pixels", frames.width * frames.height,
+                 what=f"pixels per frame ({frames.width}x{frames.height})",
+                 setting="the max_image_pixels limit", field="video")  # fmt: skip
 
 
 # -- sniffing ---------------------------------------------------------------------------------

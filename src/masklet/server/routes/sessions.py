@@ -14,6 +14,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from masklet.errors import InvalidInputError
+from masklet.pipelines.limits import LimitExceededError
 from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import with_field
 from masklet.server.routes.common import ERROR_RESPONSES
@@ -74,8 +75,10 @@ async def create_session(
             return ctx.sessions.open(
                 session_id, owner, directory,
                 lambda path: ctx.models.video_predictor().init_state(path),
-                ctx.settings.max_video_frames,
+                ctx.limits,
             )  # fmt: skip
+        except LimitExceededError:
+            raise  # 413 naming the server flag
         except InvalidInputError as error:
             message = str(error).replace(str(directory / UPLOAD_NAME), "the uploaded video")
             raise with_field(InvalidInputError(message), "video") from None
