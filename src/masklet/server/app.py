@@ -46,8 +46,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The app for `settings` (validated: e.g. a non-loopback host needs an API key)."""
     settings = settings or ServerSettings()
     settings.validate()  # before anything is created on disk
+    ephemeral = settings.data_dir is None  # nothing can restart from a fresh cache folder
     settings = settings.resolved()
-    context = ServerContext.create(settings)
+    context = ServerContext.create(settings, ephemeral=ephemeral)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +60,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 except Exception:  # a failed sweep must not stop the next one
                     log.exception("session sweep failed")
 
+        restored, removed = await run_in_threadpool(context.recover)
+        if restored or any(removed.values()):
+            log.info("start-up: %d session(s) restored; removed %s", restored, removed)
         task = asyncio.create_task(sweeper())
         try:
             yield

@@ -3,11 +3,13 @@ session store, the download registry; plus authentication."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from masklet.text.detector import Detector
     from masklet.video.predictor import VideoPredictor
 
+log = logging.getLogger("masklet.server")
 FILE_TOKEN_BYTES = 24
 # status of text requests when the detector cannot be loaded (transformers or weights missing):
 # the request is fine, this server cannot serve it until its operator installs what is missing
@@ -168,15 +171,19 @@ class FileStore:
 
 @dataclass
 class ServerContext:
+    """ephemeral: the data directory was made for this process (no --data-dir): it is deleted
+    on shutdown, as nothing could restore from it."""
+
     settings: ServerSettings
     data_dir: Path
     models: ModelHolder
     pool: WorkerPool
     sessions: SessionStore
     files: FileStore
+    ephemeral: bool = False
 
     @classmethod
-    def create(cls, settings: ServerSettings) -> ServerContext:
+    def create(cls, settings: ServerSettings, ephemeral: bool = False) -> ServerContext:
         data_dir = settings.data_dir
         if data_dir is None:  # create_app resolves it; keep mypy and direct callers honest
             settings = settings.resolved()
@@ -199,6 +206,7 @@ class ServerContext:
                 per_owner=settings.max_sessions_per_key if settings.api_keys else None,
             ),
             files=FileStore(data_dir, settings.session_ttl_seconds),
+            ephemeral=ephemeral,
         )
 
     @property
@@ -218,10 +226,31 @@ class ServerContext:
         """Cancel every running or queued job (a shutdown); returns how many."""
         return self.pool.cancel_all() + self.sessions.cancel_jobs()
 
+    def recover(self) -> tuple[int, dict[str, int]]:
+        """On start: remove what a previous run left behind (`.partial` files, stale uploads,
+        dead download folders, expired sessions) and rebuild its live sessions. Returns how
+        many sessions were restored and what was removed."""
+        from masklet.server.persist import replay, sweep_data_dir
+
+        keep, removed = sweep_data_dir(self.data_dir, self.settings.session_ttl_seconds)
+        restored = 0
+        for directory in keep:
+            try:
+                predictor = self.models.video_predictor()  # loads the model: only if needed
+                self.sessions.restore(directory, predictor.init_state, partial(replay, predictor))
+                restored += 1
+            except Exception:
+                log.exception("cannot restore session %s: deleting it", directory.name)
+                shutil.rmtree(directory, ignore_errors=True)
+                removed["sessions"] += 1
+        return restored, removed
+
     def close(self) -> None:
         self.cancel_jobs()
         self.pool.shutdown()
-        self.sessions.close_all()
+        self.sessions.close_all(delete=self.ephemeral)
+        if self.ephemeral:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def get_context(request: Request) -> ServerContext:

@@ -153,6 +153,7 @@ def rename_object(
             f"unknown object id {object_id}; this session has objects {session.video.obj_ids}"
         )
     ctx.models.video_predictor().set_object_name(session.video, object_id, body.name)
+    session.journal({"op": "name", "obj_id": object_id, "name": body.name})
     return ObjectInfo(id=object_id, name=body.name)
 
 

@@ -20,6 +20,7 @@ from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import with_field
 from masklet.server.exports import export_session
 from masklet.server.jobs import Job, JobCancelledError
+from masklet.server.persist import prompt_entry
 from masklet.server.routes.common import ERROR_RESPONSES
 from masklet.server.routes.sessions import SessionId
 from masklet.server.schemas import (
@@ -103,6 +104,10 @@ async def add_prompt(
             session.video, body.frame, body.object_id, points=prompt.points,
             labels=prompt.labels, clear_old_points=body.clear_old_points, box=prompt.box,
         )  # fmt: skip
+        session.journal(prompt_entry(
+            body.frame, body.object_id, prompt.points, prompt.labels, prompt.box,
+            clear_old_points=body.clear_old_points, name=body.name or "",
+        ))  # fmt: skip
         return FrameMasks(frame=frame, objects=session.store_logits(frame, ids, logits))
 
     return await run_locked(ctx, session, work)
@@ -257,6 +262,7 @@ async def clear(
     def work() -> FrameMasks:
         out = predictor.clear_all_prompts_in_frame(session.video, body.frame, body.object_id)
         assert out is not None  # need_output=True always returns the frame's masks
+        session.journal({"op": "clear", "frame": body.frame, "obj_id": body.object_id})
         frame, ids, logits = out
         return FrameMasks(frame=frame, objects=session.store_logits(frame, ids, logits))
 
@@ -276,6 +282,7 @@ async def remove_object(
 
     def work() -> list[FrameMasks]:
         ids, updated = predictor.remove_object(session.video, object_id, strict=True)
+        session.journal({"op": "remove", "obj_id": object_id})
         session.forget_object(object_id)
         return [
             FrameMasks(frame=f, objects=session.store_logits(f, ids, logits))
