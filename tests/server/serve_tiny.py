@@ -21,12 +21,15 @@ from masklet.modeling.sam2 import build_model
 from masklet.server.app import create_app, serve
 from masklet.server.settings import ServerSettings
 from tests.parity.reference import small_config
+from tests.server.browser_helpers import show_random_masks
 
 
 def main(port: int, data_dir: Path, lifetime: float, extra: dict[str, Any]) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # the test machine is shared; one thread per worker is plenty
     model = build_model(small_config("sam2.1_hiera_tiny", image_size=128)).eval()
+    if extra.pop("show_masks", False):  # random weights blank every mask unless told
+        show_random_masks(model)
     settings = ServerSettings(
         host="127.0.0.1", port=port, data_dir=data_dir, model_factory=lambda _: model, **extra
     )
