@@ -7,6 +7,7 @@ from typing import Any
 from masklet.server.schemas import ErrorBody
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a body that cannot be read (broken multipart)"},
     401: {"model": ErrorBody, "description": "missing or wrong API key"},
     404: {"model": ErrorBody, "description": "unknown (or someone else's) session or object"},
     413: {"model": ErrorBody, "description": "upload or video over the server's limits"},
