@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import uvicorn
@@ -41,15 +41,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(model: SAM2Model, data_dir: Path, lifetime: float) -> Iterator[str]:
-    """A real uvicorn server with `model` on 127.0.0.1 and a free port; yields its base URL.
+def running_server(
+    model: SAM2Model, data_dir: Path, lifetime: float, **settings: Any
+) -> Iterator[str]:
+    """A real uvicorn server with `model` (and `settings`) on 127.0.0.1 and a free port;
+    yields its base URL.
 
     It runs in a daemon thread and exits after `lifetime` seconds even if the caller never
     returns, so a hung test cannot leave a server behind.
     """
     port = free_port()
-    settings = ServerSettings(port=port, data_dir=data_dir, model_factory=lambda _: model)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(
+        ServerSettings(port=port, data_dir=data_dir, model_factory=lambda _: model, **settings)
+    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="masklet-test-server", daemon=True)
     stopper = threading.Timer(lifetime, lambda: setattr(server, "should_exit", True))

@@ -177,3 +177,56 @@ def test_closing_the_page_deletes_its_session(server: str, page: Page, tmp_path:
     while httpx.get(f"{server}/v1/sessions/{sid}").status_code != 404:
         assert time.monotonic() < deadline, "the session outlived its page"
         time.sleep(0.1)
+
+
+def test_a_failed_open_clears_the_page_and_the_same_file_reopens(
+    tmp_path: Path, tiny_model: SAM2Model
+) -> None:
+    """Issue 17, point 13: after a 401 nothing stale stays usable; entering the key and choosing
+    the same file again opens it; the key stays in the tab unless "remember" is ticked."""
+    key = "key-alpha-123"
+    video = tmp_path / "demo.mp4"
+    make_demo_video(video, seed=2, num_frames=4, size=SIZE, fps=FPS)
+    with (
+        running_server(
+            tiny_model, tmp_path / "data", SERVER_LIFETIME_SECONDS, api_keys=(key,)
+        ) as url,  # fmt: skip
+        sync_api.sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS)
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            uploads: list[int] = []
+            page.on(
+                "response",
+                lambda r: uploads.append(r.status) if r.url.endswith("/v1/sessions") else None,
+            )
+            page.goto(url)
+            page.wait_for_function("() => window.masklet !== undefined")
+            page.set_input_files("#file", str(video))
+            page.wait_for_function(
+                "() => document.getElementById('status').textContent.includes('API key')"
+            )
+            assert uploads == [401]
+            for tool in ("#player", "#video-tools", "#exports-video", "#exports-image"):
+                assert not page.locator(tool).is_visible(), tool
+            assert page.evaluate("() => document.getElementById('frame').width") == 0
+            assert page.evaluate("() => window.masklet.state.session") is None
+
+            page.fill("#api-key", key)
+            page.dispatch_event("#api-key", "change")
+            page.set_input_files("#file", str(video))  # the same file again
+            page.wait_for_function("() => window.masklet.state.frames.has(0)")
+            assert uploads == [401, 201]
+            assert page.locator("#video-tools").is_visible()
+            stored = "() => [sessionStorage.getItem('masklet-api-key'), localStorage.getItem('masklet-api-key')]"
+            assert page.evaluate(stored) == [key, None]  # this tab only, by default
+            page.check("#remember-key")
+            assert page.evaluate(stored) == [key, key]
+            symbols = [page.locator(b).text_content() for b in ("#play", "#prev", "#next")]
+            assert len(set(symbols)) == 3, symbols
+        finally:
+            browser.close()

@@ -184,7 +184,15 @@ async function openFile(file) {
   $("exports-image").hidden = video;
   try {
     if (video) await openVideo(file); else await openImage(file);
-  } catch (e) { status(e.message, true); }
+  } catch (e) {
+    // nothing usable is open: no stale picture, no tools that would act on nothing
+    reset();
+    state.mode = null;
+    $("player").hidden = $("video-tools").hidden = true;
+    $("exports-video").hidden = $("exports-image").hidden = true;
+    setSize(0, 0);
+    status(e.message, true);
+  }
 }
 
 async function openImage(file) {
@@ -442,7 +450,11 @@ async function exportImage(kind) {
 
 // ---- wiring ---------------------------------------------------------------------------
 
-$("file").onchange = (event) => event.target.files[0] && openFile(event.target.files[0]);
+$("file").onchange = (event) => {
+  const file = event.target.files[0];
+  event.target.value = "";  // choosing the same file again (e.g. after entering a key) reopens it
+  if (file) openFile(file);
+};
 $("add-object").onclick = addObject;
 $("text-find").onsubmit = (event) => { event.preventDefault(); findText(); };
 $("track").onclick = track;
@@ -453,8 +465,18 @@ $("next").onclick = () => showFrame(state.frame + 1);
 $("slider").oninput = (event) => showFrame(Number(event.target.value));
 for (const b of document.querySelectorAll("[data-export]")) b.onclick = () => exportVideo(b.dataset.export);
 for (const b of document.querySelectorAll("[data-image-export]")) b.onclick = () => exportImage(b.dataset.imageExport);
-$("api-key").value = localStorage.getItem("masklet-api-key") || "";
-$("api-key").onchange = () => localStorage.setItem("masklet-api-key", $("api-key").value.trim());
+// the key lives for this tab (sessionStorage); "remember" keeps it in localStorage as well
+const KEY_NAME = "masklet-api-key";
+$("remember-key").checked = localStorage.getItem(KEY_NAME) !== null;
+$("api-key").value = sessionStorage.getItem(KEY_NAME) || localStorage.getItem(KEY_NAME) || "";
+function storeKey() {
+  const key = $("api-key").value.trim();
+  sessionStorage.setItem(KEY_NAME, key);
+  if ($("remember-key").checked) localStorage.setItem(KEY_NAME, key);
+  else localStorage.removeItem(KEY_NAME);
+}
+$("api-key").onchange = storeKey;
+$("remember-key").onchange = storeKey;
 
 // the server keeps a session until its idle TTL: delete it when the page goes away (reload,
 // close, navigation). keepalive lets the request outlive the page; sendBeacon cannot DELETE.
