@@ -172,6 +172,10 @@ def test_closing_the_page_deletes_its_session(server: str, page: Page, tmp_path:
     wait_for_page(page, "window.masklet.state.frames.has(0)")
     sid = page.evaluate("() => window.masklet.state.session.id")
     assert httpx.get(f"{server}/v1/sessions/{sid}").status_code == 200
+    # a small video is scaled up to the page, keeping its shape
+    shown = page.locator("#frame").bounding_box()
+    assert shown is not None and shown["width"] > SIZE[0] * 1.5, shown
+    assert abs(shown["width"] / shown["height"] - SIZE[0] / SIZE[1]) < 0.02, shown
     page.goto("about:blank")  # pagehide: the page deletes its session on the way out
     deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
     while httpx.get(f"{server}/v1/sessions/{sid}").status_code != 404:

@@ -137,7 +137,19 @@ function draw() {
 
 function setSize(w, h) {
   for (const c of [frameCanvas, overlay]) { c.width = w; c.height = h; }
+  fitStage();
 }
+
+// show the picture as large as the page allows, small ones scaled up too (the overlay covers
+// the frame canvas, and clicks map through its on-screen box, so any scale works)
+function fitStage() {
+  const w = frameCanvas.width, h = frameCanvas.height;
+  if (!w || !h) { frameCanvas.style.width = frameCanvas.style.height = ""; return; }
+  const scale = Math.min($("stage-wrap").clientWidth / w, (window.innerHeight * 0.72) / h);
+  frameCanvas.style.width = `${Math.floor(w * scale)}px`;
+  frameCanvas.style.height = `${Math.floor(h * scale)}px`;
+}
+window.addEventListener("resize", fitStage);
 
 function storeMasks(frame, objects) {
   const masks = new Map();
