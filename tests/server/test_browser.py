@@ -232,5 +232,19 @@ def test_a_failed_open_clears_the_page_and_the_same_file_reopens(
             assert page.evaluate(stored) == [key, key]
             symbols = [page.locator(b).text_content() for b in ("#play", "#prev", "#next")]
             assert len(set(symbols)) == 3, symbols
+
+            # an image the browser cannot decode: the page shows the server's message
+            bad = tmp_path / "broken.png"
+            bad.write_bytes(b"this is not an image at all")
+            expected = httpx.post(
+                f"{url}/v1/images:segment", headers={"Authorization": f"Bearer {key}"},
+                files={"image": ("broken.png", bad.read_bytes())},
+                data={"prompts": '{"objects": [{"id": 1, "points": [[0, 0]]}]}'},
+            ).json()["error"]["message"]  # fmt: skip
+            page.set_input_files("#file", str(bad))
+            page.wait_for_function(
+                "m => document.getElementById('status').textContent === m", arg=expected
+            )
+            assert not page.locator("#exports-image").is_visible()
         finally:
             browser.close()

@@ -210,11 +210,23 @@ async function openFile(file) {
 async function openImage(file) {
   state.mode = "image";
   state.imageFile = file;
-  state.image = await createImageBitmap(file);
+  try { state.image = await createImageBitmap(file); }
+  catch (_) { throw new Error(await serverImageError(file)); }
   setSize(state.image.width, state.image.height);
   frameCanvas.getContext("2d").drawImage(state.image, 0, 0);
   draw();
   status(`${file.name}: ${state.image.width}×${state.image.height}. Click the object.`);
+}
+
+// the browser cannot decode the file: show what the server says about it (it names the
+// problem and the formats it reads), not the browser's generic decode message
+async function serverImageError(file) {
+  const form = new FormData();
+  form.append("image", file);
+  form.append("prompts", JSON.stringify({ objects: [{ id: 1, points: [[0, 0]] }] }));
+  try { await request("POST", "/v1/images:segment", form); }
+  catch (e) { return e.message; }
+  return `${file.name}: this browser cannot show this image; convert it to PNG or JPEG`;
 }
 
 async function openVideo(file) {
