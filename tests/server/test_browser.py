@@ -132,6 +132,9 @@ def test_click_track_export_in_chromium(server: str, page: Page, tmp_path: Path)
     assert (page.locator("#status").text_content() or "").startswith("tracked ")
     tracked = page.evaluate("() => [...window.masklet.state.masks.keys()].sort((a, b) => a - b)")
     assert tracked == list(range(NUM_FRAMES))
+    # the view ends on the last tracked frame (forward from frame 0: the last one)
+    wait_for_page(page, f"window.masklet.state.frame === {NUM_FRAMES - 1}")
+    assert page.locator("#frame-label").text_content() == f"{NUM_FRAMES - 1} / {NUM_FRAMES - 1}"
 
     with page.expect_download() as download_info:
         page.click("[data-export=mp4]")

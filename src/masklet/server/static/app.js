@@ -411,11 +411,16 @@ function onTrackEvent(name, data) {
   if (name === "start") status(`tracking ${data.total} frames…`);
   else if (name === "frame") {
     storeMasks(data.frame, data.objects);
+    state.lastTracked = data.frame;
     $("progress").value = data.done / data.total;
     const now = performance.now();
     if (data.frame === state.frame) draw();
     else if (now - state.lastShown > FOLLOW_MS) { state.lastShown = now; showFrame(data.frame); }
-  } else if (name === "done") {
+  } else if (name === "done" || name === "cancelled") {
+    // following is throttled: end on the last tracked frame, not on one shown before it
+    if (state.lastTracked !== undefined && state.frame !== state.lastTracked) showFrame(state.lastTracked);
+  }
+  if (name === "done") {
     $("progress").value = 1;
     status(`tracked ${data.frames} frames in ${data.seconds.toFixed(1)} s. Click a frame to correct, then track again.`);
   } else if (name === "cancelled") status(`cancelled after ${data.frames} frames`);
