@@ -10,8 +10,9 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import torch
 import uvicorn
 from pycocotools import mask as coco_mask
 
@@ -42,15 +43,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(model: SAM2Model, data_dir: Path, lifetime: float) -> Iterator[str]:
-    """A real uvicorn server with `model` on 127.0.0.1 and a free port; yields its base URL.
+def running_server(
+    model: SAM2Model, data_dir: Path, lifetime: float, **settings: Any
+) -> Iterator[str]:
+    """A real uvicorn server with `model` (and `settings`) on 127.0.0.1 and a free port;
+    yields its base URL.
 
     It runs in a daemon thread and exits after `lifetime` seconds even if the caller never
     returns, so a hung test cannot leave a server behind.
     """
     port = free_port()
-    settings = ServerSettings(port=port, data_dir=data_dir, model_factory=lambda _: model)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(
+        ServerSettings(port=port, data_dir=data_dir, model_factory=lambda _: model, **settings)
+    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="masklet-test-server", daemon=True)
     stopper = threading.Timer(lifetime, lambda: setattr(server, "should_exit", True))
@@ -123,6 +129,24 @@ def api_union_mask(base_url: str, session_id: str, frame: int) -> list[int]:
         union = mask if union is None else union | mask
     assert union is not None, f"the API has no masks for frame {frame}"
     return [int(v) for v in union.reshape(-1)]
+
+
+OBJECT_PRESENT_LOGIT = 10.0  # "visible" for sure: the decoder's own masks are kept
+
+
+def show_random_masks(model: SAM2Model) -> SAM2Model:
+    """Make a random-weight model call every object present.
+
+    Random weights usually give a negative "is the object visible" score, which blanks every
+    mask; a zero-weight, positive-bias last layer of that head keeps the decoder's (random,
+    meaningless, but real) masks.
+    """
+    head = model.sam_mask_decoder.pred_obj_score_head
+    last = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(OBJECT_PRESENT_LOGIT)
+    return model
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:

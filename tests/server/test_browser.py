@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
+import httpx
 import pytest
 
 from masklet.checkpoints import load_model
@@ -132,6 +133,9 @@ def test_click_track_export_in_chromium(server: str, page: Page, tmp_path: Path)
     assert (page.locator("#status").text_content() or "").startswith("tracked ")
     tracked = page.evaluate("() => [...window.masklet.state.masks.keys()].sort((a, b) => a - b)")
     assert tracked == list(range(NUM_FRAMES))
+    # the view ends on the last tracked frame (forward from frame 0: the last one)
+    wait_for_page(page, f"window.masklet.state.frame === {NUM_FRAMES - 1}")
+    assert page.locator("#frame-label").text_content() == f"{NUM_FRAMES - 1} / {NUM_FRAMES - 1}"
 
     with page.expect_download() as download_info:
         page.click("[data-export=mp4]")
@@ -164,3 +168,90 @@ def test_click_track_export_in_chromium(server: str, page: Page, tmp_path: Path)
         f"\nbrowser test: {time.monotonic() - began:.1f} s; mask pixels on frame 0:"
         f" {drawn['maskPixels']}, on frame {last}: {shown['maskPixels']}"
     )
+
+
+def test_closing_the_page_deletes_its_session(server: str, page: Page, tmp_path: Path) -> None:
+    video = tmp_path / "demo.mp4"
+    make_demo_video(video, seed=1, num_frames=4, size=SIZE, fps=FPS)
+    page.goto(server)
+    page.wait_for_function("() => window.masklet !== undefined")
+    page.set_input_files("#file", str(video))
+    wait_for_page(page, "window.masklet.state.frames.has(0)")
+    sid = page.evaluate("() => window.masklet.state.session.id")
+    assert httpx.get(f"{server}/v1/sessions/{sid}").status_code == 200
+    # a small video is scaled up to the page, keeping its shape
+    shown = page.locator("#frame").bounding_box()
+    assert shown is not None and shown["width"] > SIZE[0] * 1.5, shown
+    assert abs(shown["width"] / shown["height"] - SIZE[0] / SIZE[1]) < 0.02, shown
+    page.goto("about:blank")  # pagehide: the page deletes its session on the way out
+    deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+    while httpx.get(f"{server}/v1/sessions/{sid}").status_code != 404:
+        assert time.monotonic() < deadline, "the session outlived its page"
+        time.sleep(0.1)
+
+
+def test_a_failed_open_clears_the_page_and_the_same_file_reopens(
+    tmp_path: Path, tiny_model: SAM2Model
+) -> None:
+    """Issue 17, point 13: after a 401 nothing stale stays usable; entering the key and choosing
+    the same file again opens it; the key stays in the tab unless "remember" is ticked."""
+    key = "key-alpha-123"
+    video = tmp_path / "demo.mp4"
+    make_demo_video(video, seed=2, num_frames=4, size=SIZE, fps=FPS)
+    with (
+        running_server(
+            tiny_model, tmp_path / "data", SERVER_LIFETIME_SECONDS, api_keys=(key,)
+        ) as url,  # fmt: skip
+        sync_api.sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS)
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            uploads: list[int] = []
+            page.on(
+                "response",
+                lambda r: uploads.append(r.status) if r.url.endswith("/v1/sessions") else None,
+            )
+            page.goto(url)
+            page.wait_for_function("() => window.masklet !== undefined")
+            page.set_input_files("#file", str(video))
+            page.wait_for_function(
+                "() => document.getElementById('status').textContent.includes('API key')"
+            )
+            assert uploads == [401]
+            for tool in ("#player", "#video-tools", "#exports-video", "#exports-image"):
+                assert not page.locator(tool).is_visible(), tool
+            assert page.evaluate("() => document.getElementById('frame').width") == 0
+            assert page.evaluate("() => window.masklet.state.session") is None
+
+            page.fill("#api-key", key)
+            page.dispatch_event("#api-key", "change")
+            page.set_input_files("#file", str(video))  # the same file again
+            page.wait_for_function("() => window.masklet.state.frames.has(0)")
+            assert uploads == [401, 201]
+            assert page.locator("#video-tools").is_visible()
+            stored = "() => [sessionStorage.getItem('masklet-api-key'), localStorage.getItem('masklet-api-key')]"
+            assert page.evaluate(stored) == [key, None]  # this tab only, by default
+            page.check("#remember-key")
+            assert page.evaluate(stored) == [key, key]
+            symbols = [page.locator(b).text_content() for b in ("#play", "#prev", "#next")]
+            assert len(set(symbols)) == 3, symbols
+
+            # an image the browser cannot decode: the page shows the server's message
+            bad = tmp_path / "broken.png"
+            bad.write_bytes(b"this is not an image at all")
+            expected = httpx.post(
+                f"{url}/v1/images:segment", headers={"Authorization": f"Bearer {key}"},
+                files={"image": ("broken.png", bad.read_bytes())},
+                data={"prompts": '{"objects": [{"id": 1, "points": [[0, 0]]}]}'},
+            ).json()["error"]["message"]  # fmt: skip
+            page.set_input_files("#file", str(bad))
+            page.wait_for_function(
+                "m => document.getElementById('status').textContent === m", arg=expected
+            )
+            assert not page.locator("#exports-image").is_visible()
+        finally:
+            browser.close()

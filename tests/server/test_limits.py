@@ -177,3 +177,45 @@ def test_cancel_stops_propagation(
     assert CANCEL_AT <= len(produced) <= CANCEL_AT + 1
     assert not session.lock.locked() and session.job is None
     assert json.loads(json.dumps(events[-1][1]))["frames"] == len(produced)
+
+
+def test_one_key_cannot_lock_another_out(make_client: AppFactory, video_bytes: bytes) -> None:
+    client = make_client(
+        host="0.0.0.0", api_keys=(KEY_A, KEY_B), max_sessions=4, max_sessions_per_key=2
+    )
+    a = {"Authorization": f"Bearer {KEY_A}"}
+    b = {"Authorization": f"Bearer {KEY_B}"}
+
+    def open_session(headers: dict[str, str]) -> int:
+        files = {"video": ("v.mp4", video_bytes)}
+        return client.post("/v1/sessions", files=files, headers=headers).status_code
+
+    assert [open_session(a), open_session(a)] == [201, 201]
+    refused = client.post("/v1/sessions", files={"video": ("v.mp4", video_bytes)}, headers=a)
+    assert refused.status_code == 429 and "--max-sessions-per-key" in refused.text
+    assert [open_session(b), open_session(b)] == [201, 201]  # A's sessions leave B its share
+
+
+def test_jobs_per_key_share_the_queue() -> None:
+    from masklet.errors import BusyError
+    from masklet.server.jobs import WorkerPool
+
+    pool = WorkerPool(workers=1, queue_size=4, per_owner=2)
+    release = threading.Event()
+    try:
+        held = [pool.submit(release.wait, "a") for _ in range(2)]
+        with pytest.raises(BusyError, match="--max-jobs-per-key"):
+            pool.submit(release.wait, "a")
+        other = pool.submit(release.wait, "b")  # another key still gets in
+        assert pool.owner_jobs("a") == 2 and pool.owner_jobs("b") == 1
+    finally:
+        release.set()
+    for future in [*held, other]:
+        future.result(timeout=10)
+    assert pool.owner_jobs("a") == 0 and pool.pending == 0
+    pool.submit(lambda: None, "a").result(timeout=10)  # A's share is back
+    pool.shutdown()
+
+
+def test_default_idle_ttl_is_fifteen_minutes() -> None:
+    assert ServerSettings().session_ttl_seconds == 15 * 60

@@ -31,6 +31,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )  # fmt: skip
     p.add_argument("--data-dir", default=None, help="uploads and outputs (default: in the cache)")
     p.add_argument(
+        "--public-url", default=None, metavar="URL",
+        help="base of the links in responses, e.g. https://masks.example.org (default: "
+        "relative links; never taken from the Host header)",
+    )  # fmt: skip
+    p.add_argument(
+        "--shutdown-grace", type=float, default=None, metavar="SECONDS",
+        help="on SIGTERM / Ctrl-C, cancel running jobs and exit within this time (default 10)",
+    )  # fmt: skip
+    p.add_argument(
         "--api-key", action="append", default=None, metavar="KEY",
         help="accepted bearer key (repeatable); required when --host is not a loopback address",
     )  # fmt: skip
@@ -38,6 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     limits.add_argument("--max-upload-mb", type=float, default=None, help="default 2048")
     limits.add_argument("--max-video-frames", type=int, default=None, help="default 20000")
     limits.add_argument("--max-sessions", type=int, default=None, help="default 16")
+    limits.add_argument("--max-sessions-per-key", type=int, default=None,
+                        help="open sessions one API key may hold (default 8)")  # fmt: skip
+    limits.add_argument("--max-jobs-per-key", type=int, default=None,
+                        help="running or queued jobs of one API key (default 4)")  # fmt: skip
     limits.add_argument("--max-objects", type=int, default=None,
                         help="objects per request (default 256)")  # fmt: skip
     limits.add_argument("--max-points", type=int, default=None,
@@ -47,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     limits.add_argument("--max-frame-objects", type=int, default=None,
                         help="frames x objects of one video job (default 1000000)")  # fmt: skip
     limits.add_argument("--session-ttl", type=float, default=None, metavar="SECONDS",
-                        help="idle time before a session is deleted (default 3600)")  # fmt: skip
+                        help="idle time before a session is deleted (default 900)")  # fmt: skip
     limits.add_argument("--workers", type=int, default=None, help="model threads (default 1)")
     limits.add_argument("--queue-size", type=int, default=None,
                         help="jobs that may wait before requests get 429 (default 8)")  # fmt: skip
@@ -63,6 +76,8 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         data_dir=args.data_dir, api_keys=tuple(args.api_key) if args.api_key else None,
         max_upload_mb=args.max_upload_mb, max_video_frames=args.max_video_frames,
         max_sessions=args.max_sessions, session_ttl_seconds=args.session_ttl,
+        max_sessions_per_key=args.max_sessions_per_key, max_jobs_per_key=args.max_jobs_per_key,
+        public_url=args.public_url, shutdown_grace_seconds=args.shutdown_grace,
         max_objects=args.max_objects, max_points=args.max_points,
         max_image_pixels=args.max_image_pixels, max_frame_objects=args.max_frame_objects,
         workers=args.workers, queue_size=args.queue_size,
@@ -71,9 +86,9 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (checked here to name the extra)
 
-        from masklet.server.app import create_app
+        from masklet.server.app import create_app, serve
     except ImportError as error:
         raise InvalidInputError(
             f"masklet serve needs the server extra: pip install 'masklet[server]' ({error})"
@@ -81,5 +96,5 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     app = create_app(settings)  # validates: refuses a public host without an API key
     print(f"masklet serve: http://{settings.host}:{settings.port}/ (API schema at /openapi.json)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    serve(app, settings)  # SIGTERM / Ctrl-C: jobs cancelled, exit within --shutdown-grace
     return 0

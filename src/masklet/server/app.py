@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import FrameType
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -19,7 +22,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from masklet import __version__
-from masklet.server.context import BodyLimitMiddleware, ServerContext
+from masklet.server.bodies import BodyLimitMiddleware
+from masklet.server.context import ServerContext
+from masklet.server.docs import install_docs
 from masklet.server.errors import install_error_handlers
 from masklet.server.routes import health, images, predictions, sessions, text, tracking
 from masklet.server.settings import ServerSettings
@@ -41,8 +46,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The app for `settings` (validated: e.g. a non-loopback host needs an API key)."""
     settings = settings or ServerSettings()
     settings.validate()  # before anything is created on disk
+    ephemeral = settings.data_dir is None  # nothing can restart from a fresh cache folder
     settings = settings.resolved()
-    context = ServerContext.create(settings)
+    context = ServerContext.create(settings, ephemeral=ephemeral)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +60,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 except Exception:  # a failed sweep must not stop the next one
                     log.exception("session sweep failed")
 
+        restored, removed = await run_in_threadpool(context.recover)
+        if restored or any(removed.values()):
+            log.info("start-up: %d session(s) restored; removed %s", restored, removed)
         task = asyncio.create_task(sweeper())
         try:
             yield
@@ -62,6 +71,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             await run_in_threadpool(context.close)
 
     app = FastAPI(
+        docs_url=None,  # served from the app's own files: see masklet.server.docs
+        redoc_url=None,
         title="masklet",
         version=__version__,
         description=(
@@ -73,9 +84,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app, settings.retry_after_seconds)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_SLACK_BYTES)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_SLACK_BYTES,
+        shown_bytes=settings.max_upload_bytes, limits=settings.limits,
+        file_paths=(predictions.PATH,),
+    )  # fmt: skip
     for module in (health, images, sessions, tracking, text, predictions):
         app.include_router(module.router)
+    install_docs(app, extra_schemas=predictions.SCHEMAS)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -83,3 +99,42 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def serve(app: FastAPI, settings: ServerSettings, log_level: str = "info") -> None:
+    """Run `app` with uvicorn until SIGTERM / Ctrl-C. The signal cancels every running and
+    queued job at once (their requests answer 503, propagations end with `cancelled`), so
+    connections close and the process exits; if something still holds it after
+    `settings.shutdown_grace_seconds`, it exits anyway (state is on disk as it happens)."""
+    import uvicorn
+
+    context: ServerContext = app.state.context
+    grace = settings.shutdown_grace_seconds
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            first = not self.should_exit
+            super().handle_exit(sig, frame)
+            if first:
+                begin_shutdown(context, grace)
+
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=log_level,
+        timeout_graceful_shutdown=max(1, int(grace * 0.8)),
+    )  # fmt: skip
+    Server(config).run()
+
+
+def begin_shutdown(context: ServerContext, grace: float) -> None:
+    """Cancel all jobs and arm a watchdog that ends the process after `grace` seconds."""
+    cancelled = context.cancel_jobs()
+    log.info("shutting down: %d job(s) cancelled; exiting within %gs", cancelled, grace)
+
+    def force() -> None:
+        log.error("still running %gs after the shutdown signal: exiting now", grace)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(grace, force)
+    timer.daemon = True
+    timer.start()

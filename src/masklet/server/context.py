@@ -1,23 +1,24 @@
 """What every request handler shares: settings, the lazily loaded model, the worker pool, the
-session store, the download registry; plus authentication and the request-size limit."""
+session store, the download registry; plus authentication."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from masklet.errors import CheckpointError
 from masklet.pipelines.limits import Limits
-from masklet.server.errors import ApiError, UnauthorizedError, error_response
+from masklet.server.errors import ApiError, UnauthorizedError
 from masklet.server.jobs import WorkerPool
 from masklet.server.sessions import ANONYMOUS, SessionStore, owner_of
 from masklet.server.settings import ServerSettings
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from masklet.text.detector import Detector
     from masklet.video.predictor import VideoPredictor
 
+log = logging.getLogger("masklet.server")
 FILE_TOKEN_BYTES = 24
 # status of text requests when the detector cannot be loaded (transformers or weights missing):
 # the request is fine, this server cannot serve it until its operator installs what is missing
@@ -40,6 +42,7 @@ class ModelHolder:
     def __init__(self, settings: ServerSettings) -> None:
         self._settings = settings
         self._model: SAM2Model | None = None
+        self._name: str | None = None
         self._video: VideoPredictor | None = None
         self._detector: Detector | None = None
         self._lock = threading.Lock()
@@ -48,6 +51,19 @@ class ModelHolder:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def name(self) -> str:
+        """The model served: the loaded one's name, else what the setting will load ("auto"
+        resolved to the official tiny model if cached, else the bundled nano model)."""
+        if self._name is None:
+            if self._settings.model_factory is not None:
+                self._name = self._settings.model
+            else:
+                from masklet.checkpoints import resolve_model_name
+
+                self._name = resolve_model_name(self._settings.model)
+        return self._name
 
     def model(self) -> SAM2Model:
         with self._lock:
@@ -60,6 +76,7 @@ class ModelHolder:
 
                     name = resolve_model_name(self._settings.model)
                     loaded = load_model(name, device=self._settings.device)
+                    self._name = name
                     self._model = loaded  # type: ignore[assignment]
             assert self._model is not None  # set just above; narrows the type
             return self._model
@@ -154,15 +171,19 @@ class FileStore:
 
 @dataclass
 class ServerContext:
+    """ephemeral: the data directory was made for this process (no --data-dir): it is deleted
+    on shutdown, as nothing could restore from it."""
+
     settings: ServerSettings
     data_dir: Path
     models: ModelHolder
     pool: WorkerPool
     sessions: SessionStore
     files: FileStore
+    ephemeral: bool = False
 
     @classmethod
-    def create(cls, settings: ServerSettings) -> ServerContext:
+    def create(cls, settings: ServerSettings, ephemeral: bool = False) -> ServerContext:
         data_dir = settings.data_dir
         if data_dir is None:  # create_app resolves it; keep mypy and direct callers honest
             settings = settings.resolved()
@@ -172,21 +193,64 @@ class ServerContext:
             settings=settings,
             data_dir=data_dir,
             models=ModelHolder(settings),
-            pool=WorkerPool(settings.workers, settings.queue_size),
-            sessions=SessionStore(data_dir, settings.max_sessions, settings.session_ttl_seconds),
+            # per-key quotas when there are keys (without, every request is the one local user)
+            pool=WorkerPool(
+                settings.workers,
+                settings.queue_size,
+                per_owner=settings.max_jobs_per_key if settings.api_keys else None,
+            ),
+            sessions=SessionStore(
+                data_dir,
+                settings.max_sessions,
+                settings.session_ttl_seconds,
+                per_owner=settings.max_sessions_per_key if settings.api_keys else None,
+            ),
             files=FileStore(data_dir, settings.session_ttl_seconds),
+            ephemeral=ephemeral,
         )
 
     @property
     def limits(self) -> Limits:
         return self.settings.limits
 
+    def link(self, path: str) -> str:
+        """An app path as a link: under the configured public URL, else relative (never from
+        the request's Host header, which the client chooses)."""
+        base = self.settings.public_url
+        return path if base is None else base.rstrip("/") + path
+
     def sweep(self) -> int:
         return self.sessions.sweep() + self.files.sweep()
 
+    def cancel_jobs(self) -> int:
+        """Cancel every running or queued job (a shutdown); returns how many."""
+        return self.pool.cancel_all() + self.sessions.cancel_jobs()
+
+    def recover(self) -> tuple[int, dict[str, int]]:
+        """On start: remove what a previous run left behind (`.partial` files, stale uploads,
+        dead download folders, expired sessions) and rebuild its live sessions. Returns how
+        many sessions were restored and what was removed."""
+        from masklet.server.persist import replay, sweep_data_dir
+
+        keep, removed = sweep_data_dir(self.data_dir, self.settings.session_ttl_seconds)
+        restored = 0
+        for directory in keep:
+            try:
+                predictor = self.models.video_predictor()  # loads the model: only if needed
+                self.sessions.restore(directory, predictor.init_state, partial(replay, predictor))
+                restored += 1
+            except Exception:
+                log.exception("cannot restore session %s: deleting it", directory.name)
+                shutil.rmtree(directory, ignore_errors=True)
+                removed["sessions"] += 1
+        return restored, removed
+
     def close(self) -> None:
+        self.cancel_jobs()
         self.pool.shutdown()
-        self.sessions.close_all()
+        self.sessions.close_all(delete=self.ephemeral)
+        if self.ephemeral:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def get_context(request: Request) -> ServerContext:
@@ -212,46 +276,6 @@ def require_owner(
         if secrets.compare_digest(given.encode(), key.encode()):
             return owner_of(key)
     raise UnauthorizedError("wrong API key")
-
-
-class BodyLimitMiddleware:
-    """Answer 413 for request bodies over `max_bytes`: at once from Content-Length, or as soon
-    as a streamed body passes the limit (nothing more is read)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _message(self) -> str:
-        mb = self.max_bytes / (1024 * 1024)
-        return (
-            f"the upload is larger than this server's limit of {mb:g} MB; send a smaller file "
-            "or start the server with a larger --max-upload-mb"
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = error_response(413, "payload_too_large", self._message())
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # an HTTPException passes through FastAPI's body parsing unchanged
-                    raise HTTPException(413, self._message())
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 Context = Annotated[ServerContext, Depends(get_context)]

@@ -24,6 +24,7 @@ from masklet.errors import (
     MaskletError,
     SessionNotFoundError,
 )
+from masklet.pipelines.control import CancelledError
 from masklet.pipelines.limits import SERVER_SETTINGS, LimitExceededError
 
 log = logging.getLogger("masklet.server")
@@ -131,6 +132,11 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
             headers=dict(exc.headers or {}),
         )
 
+    async def on_cancelled(_: Request, exc: Exception) -> JSONResponse:
+        # the client left (nobody reads this) or the server is shutting down
+        return error_response(503, "cancelled", "the job was cancelled (the server is stopping "
+                              "or the request was abandoned); retry")  # fmt: skip
+
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
         return error_response(500, "internal", f"internal error: {type(exc).__name__}")
@@ -140,6 +146,7 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(CancelledError, on_cancelled)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -41,7 +41,8 @@ def export_session(
         outputs = VideoOutputs(overlay=path, overlay_alpha=alpha)
         export_records(_records(session, colors, every=True), outputs, frames, cancel=cancel)
     elif fmt == "png_zip":
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        # a staging name the start-up sweep removes if the process dies in here
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".masks.", suffix=".partial") as tmp:
             folder = Path(tmp) / "masks"
             outputs = VideoOutputs(masks_dir=folder)
             export_records(_records(session, None, every=True), outputs, frames, cancel=cancel)

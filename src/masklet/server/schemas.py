@@ -7,10 +7,10 @@ Masks travel as COCO compressed RLE (`{"size": [H, W], "counts": "..."}`, column
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from masklet.io.masks import MAX_OBJECT_ID, area, encode_rle, mask_to_box
 from masklet.io.records import FrameRecord
@@ -22,6 +22,10 @@ DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
 
 ObjectId = int
+# request numbers are strict: JSON true is not object 1, "3" is not frame 3 (an int is a number)
+Int = Annotated[int, Strict()]
+Num = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
 MAX_OBJECTS = 256
 MAX_TEXT_CHARS = 1000  # a text prompt is a few phrases; more is certainly a client bug
 
@@ -63,13 +67,11 @@ class _Clicks(_Strict):
     rule set of `masklet.prompt_rules` (finite, >= 0, on the image, labels 1/0, x2 > x1 and
     y2 > y1), applied by the pipeline, whose errors name the field (`prompts[0].points[1]`)."""
 
-    points: list[tuple[float, float]] | None = Field(
-        None, description="[[x, y], ...] clicks in pixels"
-    )
-    labels: list[int] | None = Field(
+    points: list[tuple[Num, Num]] | None = Field(None, description="[[x, y], ...] clicks in pixels")
+    labels: list[Int] | None = Field(
         None, description="per point: 1 include, 0 exclude (default all 1)"
     )
-    box: list[float] | None = Field(None, description="x1, y1, x2, y2")
+    box: list[Num] | None = Field(None, description="x1, y1, x2, y2")
 
     def prompt(
         self, *, frame: int, obj_id: int, name: str, where: str, mask: np.ndarray | None = None
@@ -86,9 +88,9 @@ class _Clicks(_Strict):
 
 
 class ImageObjectPrompt(_Clicks):
-    id: int = Field(description=f"object id in 1..{MAX_OBJECT_ID} (checked with the prompts)")
+    id: Int = Field(description=f"object id in 1..{MAX_OBJECT_ID} (checked with the prompts)")
     name: str | None = Field(None, max_length=200)
-    mask: bool = Field(False, description="the uploaded `mask` file is this object's prompt")
+    mask: Bool = Field(False, description="the uploaded `mask` file is this object's prompt")
 
 
 class TextQuery(_Strict):
@@ -99,14 +101,14 @@ class TextQuery(_Strict):
         description='phrases separated by "." (e.g. "a dog. a red car."); each detected box '
         "becomes an object",
     )  # fmt: skip
-    box_threshold: float = Field(
+    box_threshold: Num = Field(
         DEFAULT_BOX_THRESHOLD, ge=0.0, le=1.0, description="lowest detection score kept"
     )
-    text_threshold: float = Field(
+    text_threshold: Num = Field(
         DEFAULT_TEXT_THRESHOLD, ge=0.0, le=1.0,
         description="lowest score for a box to be labelled with a phrase",
     )  # fmt: skip
-    max_objects: int | None = Field(
+    max_objects: Int | None = Field(
         None, ge=1, le=MAX_OBJECTS, description="keep at most this many (best first)"
     )
 
@@ -120,7 +122,7 @@ class ImagePrompts(TextQuery):
         description="objects to segment; give objects, a text prompt, or both (the number of "
         "objects is bounded by the server's --max-objects)",
     )
-    multimask: bool = Field(False, description="pick the best of 3 candidate masks")
+    multimask: Bool = Field(False, description="pick the best of 3 candidate masks")
     outputs: list[Literal["overlay", "id_mask"]] = Field(
         default_factory=list,
         description="extra images returned inline as base64 PNG: a coloured overlay, and/or "
@@ -173,10 +175,10 @@ class SessionInfo(BaseModel):
 
 
 class FramePrompt(_Clicks):
-    frame: int = Field(ge=0)
-    object_id: int = Field(ge=1, le=MAX_OBJECT_ID)
+    frame: Int = Field(ge=0)
+    object_id: Int = Field(ge=1, le=MAX_OBJECT_ID)
     name: str | None = Field(None, max_length=200)
-    clear_old_points: bool = Field(
+    clear_old_points: Bool = Field(
         True, description="replace this object's clicks on the frame (False adds to them)"
     )
 
@@ -192,7 +194,7 @@ class FrameMasks(BaseModel):
 class TextRequest(TextQuery):
     """`POST /v1/sessions/{id}/text`: detect on one frame, add each box as a new object."""
 
-    frame: int = Field(ge=0)
+    frame: Int = Field(ge=0)
     text: str = Field(  # type: ignore[assignment]  # required here, optional for images
         min_length=1, max_length=MAX_TEXT_CHARS, description='e.g. "a dog. a red car."'
     )
@@ -206,8 +208,8 @@ class TextResult(BaseModel):
 
 class PropagateRequest(_Strict):
     direction: Literal["forward", "backward", "both"] = "both"
-    start_frame: int | None = Field(None, ge=0, description="default: first prompted frame")
-    max_frames: int | None = Field(None, ge=1, description="frames per direction (default all)")
+    start_frame: Int | None = Field(None, ge=0, description="default: first prompted frame")
+    max_frames: Int | None = Field(None, ge=1, description="frames per direction (default all)")
 
 
 class FrameEvent(BaseModel):
@@ -223,8 +225,8 @@ class FrameEvent(BaseModel):
 
 
 class ClearRequest(_Strict):
-    frame: int = Field(ge=0)
-    object_id: int = Field(ge=1, le=MAX_OBJECT_ID)
+    frame: Int = Field(ge=0)
+    object_id: Int = Field(ge=1, le=MAX_OBJECT_ID)
 
 
 class RenameRequest(_Strict):
@@ -238,7 +240,7 @@ class ExportRequest(_Strict):
     colors: dict[int, str] | None = Field(
         None, description='object id -> "#rrggbb" for the overlay (default palette)'
     )
-    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    alpha: Num = Field(0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check_colors(self) -> ExportRequest:

@@ -1,7 +1,9 @@
 """Video sessions: an uploaded video, its tracking state and its masks, owned by one API key.
 
 Each session lives in its own folder `<data_dir>/sessions/<id>/` (the upload, `session.json`,
-exports), with an unguessable id from `secrets.token_urlsafe`. Nothing the client sends ever
+the prompts log, each frame's masks, exports: `masklet.server.persist`, written as they change,
+so a restarted server rebuilds the session), with an unguessable id from
+`secrets.token_urlsafe`. Nothing the client sends ever
 becomes part of a path. Sessions that stay idle longer than the TTL are deleted with their
 files, by a background sweep and on access. A per-session lock serialises model work; the
 frames shown in the UI come from a second decoder with its own lock, so scrubbing stays
@@ -11,6 +13,9 @@ responsive while a propagation runs.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import os
 import secrets
 import shutil
 import threading
@@ -23,15 +28,23 @@ from typing import Any
 from masklet.errors import BusyError, SessionNotFoundError
 from masklet.io.masks import decode_rle, write_json
 from masklet.io.records import FrameRecord, frame_record
-from masklet.server.errors import PayloadTooLargeError
+from masklet.pipelines.limits import Limits
 from masklet.server.jobs import Job
+from masklet.server.persist import (
+    META_NAME,
+    append_journal,
+    read_frame_masks,
+    read_journal,
+    write_frame_masks,
+)
 from masklet.server.schemas import ObjectMask, api_objects
 from masklet.video.frames import FrameSource, VideoFileSource
 from masklet.video.session import VideoSession
 
 SESSION_ID_BYTES = 24  # 192 random bits: ids cannot be guessed or enumerated
 UPLOAD_NAME = "upload.video"  # fixed: the client's file name never touches the filesystem
-META_NAME = "session.json"
+log = logging.getLogger("masklet.server")
+ACCESS_WRITE_SECONDS = 5.0  # the last access on disk (for the TTL after a restart) lags this
 ANONYMOUS = "anonymous"  # owner of every session when no API key is configured
 LOCK_WAIT_SECONDS = 30.0  # longest a request waits for another request on the same session
 
@@ -62,6 +75,7 @@ class ServerSession:
     frames_lock: threading.Lock = field(default_factory=threading.Lock)
     masks: dict[int, dict[int, ObjectMask]] = field(default_factory=dict)
     job: Job | None = None
+    _access_written: float = 0.0
 
     @property
     def num_frames(self) -> int:
@@ -73,16 +87,29 @@ class ServerSession:
 
     def touch(self) -> None:
         self.last_access = time.monotonic()
+        if self.last_access - self._access_written >= ACCESS_WRITE_SECONDS:
+            self._access_written = self.last_access
+            try:  # session.json's modification time is the last access after a restart
+                os.utime(self.directory / META_NAME)
+            except OSError:
+                pass  # deleted meanwhile
 
     def store(self, record: FrameRecord) -> list[ObjectMask]:
-        """Keep a frame's records (the newest result of the frame); returns them as sent."""
+        """Keep a frame's records (the newest result of the frame), on disk too; returns
+        them as sent."""
         objects = api_objects(record)
         self.masks[record.frame_idx] = {r.id: r for r in objects}
+        write_frame_masks(self.directory, record.frame_idx, objects)
         return objects
 
+    def journal(self, entry: dict[str, Any]) -> None:
+        """Log a change of the tracking state (replayed after a restart)."""
+        append_journal(self.directory, entry)
+
     def forget_object(self, obj_id: int) -> None:
-        for records in self.masks.values():
-            records.pop(obj_id, None)
+        for frame, records in self.masks.items():
+            if records.pop(obj_id, None) is not None:
+                write_frame_masks(self.directory, frame, [records[i] for i in sorted(records)])
 
     def stored_record(self, frame_idx: int) -> FrameRecord:
         """A frame's kept masks as plain records (no objects where nothing was computed)."""
@@ -117,10 +144,14 @@ class ServerSession:
 class SessionStore:
     """Open sessions by id, with a maximum count and an idle TTL."""
 
-    def __init__(self, root: Path, max_sessions: int, ttl_seconds: float) -> None:
+    def __init__(
+        self, root: Path, max_sessions: int, ttl_seconds: float, per_owner: int | None = None
+    ) -> None:
         self.root = root / "sessions"
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_sessions = max_sessions
+        self.per_owner = per_owner
+        self._reserved: dict[str, str] = {}  # id -> owner of sessions still uploading
         self.ttl_seconds = ttl_seconds
         self._sessions: dict[str, ServerSession] = {}
         self._lock = threading.Lock()
@@ -129,18 +160,37 @@ class SessionStore:
         return len(self._sessions)
 
     def new_directory(self, owner: str) -> tuple[str, Path]:
-        """Reserve an id and its folder (raises BusyError when the maximum is reached)."""
+        """Reserve an id and its folder (raises BusyError when the server's maximum or the
+        owner's share is reached); `open` or `release` ends the reservation."""
         self.sweep()
-        with self._lock:
-            if len(self._sessions) >= self.max_sessions:
-                raise BusyError(
-                    f"{self.max_sessions} video sessions are open, the server's maximum; delete "
-                    "one (DELETE /v1/sessions/{id}) or wait for idle ones to expire"
-                )
         session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        with self._lock:
+            self._check_room(owner)
+            self._reserved[session_id] = owner
         directory = self.root / session_id
         directory.mkdir(parents=False)
         return session_id, directory
+
+    def release(self, session_id: str) -> None:
+        """End a reservation whose upload failed."""
+        with self._lock:
+            self._reserved.pop(session_id, None)
+
+    def _check_room(self, owner: str) -> None:
+        """BusyError when no session may be added for `owner` (hold `_lock`)."""
+        if len(self._sessions) + len(self._reserved) >= self.max_sessions:
+            raise BusyError(
+                f"{self.max_sessions} video sessions are open, the server's maximum; delete "
+                "one (DELETE /v1/sessions/{id}) or wait for idle ones to expire"
+            )
+        if self.per_owner is not None:
+            mine = sum(s.owner == owner for s in self._sessions.values())
+            mine += sum(o == owner for o in self._reserved.values())
+            if mine >= self.per_owner:
+                raise BusyError(
+                    f"this API key has {self.per_owner} video sessions open, its share of the "
+                    "server (--max-sessions-per-key); delete one (DELETE /v1/sessions/{id})"
+                )
 
     def open(
         self,
@@ -148,23 +198,25 @@ class SessionStore:
         owner: str,
         directory: Path,
         make_video: Callable[[Path], VideoSession],
-        max_frames: int,
+        limits: Limits,
     ) -> ServerSession:
-        """Open the uploaded video in `directory` and register the session.
+        """Open the uploaded video in `directory` and register the session. The video's
+        length and frame size are checked against `limits` (the pipeline's checks, from the
+        container header) before the tracking state decodes any frame.
 
         Removes the folder and re-raises when the video cannot be used."""
         path = directory / UPLOAD_NAME
         try:
             sniff_video(path)
             frames = VideoFileSource(path)
-            if frames.num_frames > max_frames:
+            try:
+                check_video_size(frames, limits)
+            except BaseException:
                 frames.close()
-                raise PayloadTooLargeError(
-                    f"the video has {frames.num_frames} frames; this server accepts at most "
-                    f"{max_frames} (trim it or raise --max-video-frames)"
-                )
+                raise
             video = make_video(path)
         except BaseException:
+            self.release(session_id)
             shutil.rmtree(directory, ignore_errors=True)
             raise
         now = time.monotonic()
@@ -174,11 +226,8 @@ class SessionStore:
             "num_frames": session.num_frames, "fps": frames.fps,
             "width": frames.width, "height": frames.height,
         })  # fmt: skip
-        with self._lock:
-            if len(self._sessions) >= self.max_sessions:
-                session.close()
-                shutil.rmtree(directory, ignore_errors=True)
-                raise BusyError(f"{self.max_sessions} video sessions are open, the maximum")
+        with self._lock:  # the reservation becomes the open session (it was counted)
+            self._reserved.pop(session_id, None)
             self._sessions[session_id] = session
         return session
 
@@ -207,13 +256,66 @@ class SessionStore:
             expired = [s for s in self._sessions.values() if self._expired(s, now)]
         return sum(self._remove(s, wait=False) for s in expired)
 
-    def close_all(self) -> None:
+    def cancel_jobs(self) -> int:
+        """Cancel the running job of every session; returns how many."""
+        with self._lock:
+            jobs = [s.job for s in self._sessions.values() if s.job is not None]
+        for job in jobs:
+            job.cancel()
+        return len(jobs)
+
+    def close_all(self, delete: bool = True) -> None:
+        """Stop and close every session; `delete=False` keeps their folders for a restart."""
         with self._lock:
             sessions = list(self._sessions.values())
         for session in sessions:
             if session.job is not None:
                 session.job.cancel()
-            self._remove(session, wait=True)
+            if delete:
+                self._remove(session, wait=True)
+            elif session.lock.acquire(timeout=LOCK_WAIT_SECONDS):
+                try:
+                    with self._lock:
+                        self._sessions.pop(session.id, None)
+                    with session.frames_lock:
+                        session.close()
+                finally:
+                    session.lock.release()
+
+    def restore(
+        self,
+        directory: Path,
+        make_video: Callable[[Path], VideoSession],
+        replay: Callable[[VideoSession, list[dict[str, Any]]], None],
+    ) -> ServerSession:
+        """Rebuild a session a previous run left in `directory`: its video, its prompts (the
+        log replayed on a fresh tracking state) and its stored masks (served as they are).
+        Raises when it cannot be used (the caller removes it)."""
+        meta = json.loads((directory / META_NAME).read_text(encoding="utf-8"))
+        session_id, owner = str(meta["id"]), str(meta["owner"])
+        if session_id != directory.name:
+            raise ValueError(f"session.json names {session_id!r}, not its folder")
+        accessed = (directory / META_NAME).stat().st_mtime
+        frames = VideoFileSource(directory / UPLOAD_NAME)
+        try:
+            video = make_video(directory / UPLOAD_NAME)
+            try:
+                replay(video, read_journal(directory))
+            except BaseException:
+                video.source.close()
+                raise
+        except BaseException:
+            frames.close()
+            raise
+        now = time.monotonic()
+        idle = max(0.0, time.time() - accessed)
+        session = ServerSession(session_id, owner, directory, video, frames, now, now - idle)
+        session.masks = {
+            f: records for f, records in read_frame_masks(directory).items() if f < len(frames)
+        }
+        with self._lock:
+            self._sessions[session_id] = session
+        return session
 
     def _expired(self, session: ServerSession, now: float) -> bool:
         return now - session.last_access >= self.ttl_seconds
@@ -233,6 +335,16 @@ class SessionStore:
             return True
         finally:
             session.lock.release()
+
+
+def check_video_size(frames: FrameSource, limits: Limits) -> None:
+    """The pipeline's limits on a video: frames, and pixels per frame (413 naming the flag)."""
+    limits.check("max_frames", frames.num_frames or 0,
+                 what=f"frames in the video ({frames.num_frames} frames)",
+                 setting="the max_frames limit", field="video")  # fmt: skip
+    limits.check("max_image_pixels", frames.width * frames.height,
+                 what=f"pixels per frame ({frames.width}x{frames.height})",
+                 setting="the max_image_pixels limit", field="video")  # fmt: skip
 
 
 # -- sniffing ---------------------------------------------------------------------------------

@@ -57,8 +57,14 @@ class ServerSettings:
     max_objects / max_points / max_image_pixels / max_frame_objects: the pipeline `Limits` of
         every request (objects, clicks per object, pixels of an image or frame, frames x
         objects of a video job).
-    max_sessions: open video sessions at once; session_ttl_seconds: idle time before a
-        session and its files are deleted.
+    max_sessions: open video sessions at once; max_sessions_per_key: of those, how many one
+        API key may hold (so one key cannot lock the others out); session_ttl_seconds: idle
+        time before a session and its files are deleted.
+    max_jobs_per_key: model jobs (running or queued) one API key may have at once.
+    public_url: base of the links the server hands out (e.g. "https://masks.example.org");
+        None: relative links. Never taken from the request's Host header.
+    shutdown_grace_seconds: on SIGTERM / Ctrl-C, running jobs are cancelled and the server
+        exits within this time.
     workers: threads running model work; queue_size: jobs that may wait for a worker before
         requests are answered 429.
     model_factory: builds the model on first use (tests inject a tiny random model); None
@@ -78,11 +84,15 @@ class ServerSettings:
     max_upload_mb: float = 2048.0
     max_video_frames: int = 20_000
     max_sessions: int = 16
+    max_sessions_per_key: int = 8
+    max_jobs_per_key: int = 4
     max_objects: int = 256
     max_points: int = 512
     max_image_pixels: int = 50_000_000
     max_frame_objects: int = 1_000_000
-    session_ttl_seconds: float = 3600.0
+    session_ttl_seconds: float = 900.0
+    public_url: str | None = None
+    shutdown_grace_seconds: float = 10.0
     workers: int = 1
     queue_size: int = 8
     retry_after_seconds: int = 2
@@ -122,11 +132,21 @@ class ServerSettings:
                 )
         positive = (
             "max_upload_mb", "max_video_frames", "max_sessions", "workers", "queue_size",
+            "max_sessions_per_key", "max_jobs_per_key",
             "max_objects", "max_points", "max_image_pixels", "max_frame_objects",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.public_url is not None and not _is_base_url(self.public_url):
+            raise InvalidInputError(
+                f"public_url must be an http(s) base URL such as 'https://masks.example.org', "
+                f"got {self.public_url!r}"
+            )
+        if self.shutdown_grace_seconds < 0:
+            raise InvalidInputError(
+                f"shutdown_grace_seconds must be >= 0, got {self.shutdown_grace_seconds}"
+            )
         if self.session_ttl_seconds < 0:
             raise InvalidInputError(
                 f"session_ttl_seconds must be >= 0, got {self.session_ttl_seconds}"
@@ -140,6 +160,13 @@ class ServerSettings:
 
 
 MIN_KEY_LENGTH = 8  # shorter keys are guessable
+
+
+def _is_base_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.query
 
 
 def is_loopback_host(host: str) -> bool:
@@ -156,6 +183,9 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "max_upload_mb": float,
     "max_video_frames": int,
     "max_sessions": int,
+    "max_sessions_per_key": int,
+    "max_jobs_per_key": int,
+    "shutdown_grace_seconds": float,
     "max_objects": int,
     "max_points": int,
     "max_image_pixels": int,

@@ -25,7 +25,7 @@ def healthz(ctx: Context) -> HealthInfo:
     """Liveness: answers at once, even while the model loads."""
     return HealthInfo(
         status="ok",
-        model=ctx.settings.model,
+        model=ctx.models.name,
         model_loaded=ctx.models.loaded,
         sessions=len(ctx.sessions),
         jobs=ctx.pool.pending,

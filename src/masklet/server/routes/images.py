@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from PIL import Image
 
 from masklet.errors import InvalidPromptError
@@ -44,10 +44,11 @@ PROMPTS_HELP = (
     responses=ERROR_RESPONSES | text_router.responses, summary="Segment objects in an image",
 )  # fmt: skip
 async def segment_image(
+    request: Request,
     image: Annotated[UploadFile, File(description="JPEG, PNG or WebP (read by content)")],
     prompts: Annotated[str, Form(description=PROMPTS_HELP)],
     ctx: Context,
-    _owner: Owner,
+    owner: Owner,
     mask: Annotated[
         UploadFile | None, File(description="rough mask for the object with mask=true")
     ] = None,
@@ -85,7 +86,11 @@ async def segment_image(
         if mask is not None:
             await save_upload(mask, mask_path, limit, "mask")
         mask_file = mask_path if mask is not None else None
-        return await ctx.pool.run_job(lambda job: _segment(ctx, image_path, mask_file, parsed, job))
+        return await ctx.pool.run_job(
+            lambda job: _segment(ctx, image_path, mask_file, parsed, job),
+            disconnected=request.is_disconnected,
+            owner=owner,
+        )
 
 
 def _segment(

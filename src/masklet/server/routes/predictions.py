@@ -131,11 +131,20 @@ def _decode_data_uri(value: str, path: Path, max_bytes: int) -> None:
         ) from None
 
 
+PATH = "/predictions"
+_REF = "#/components/schemas/{model}"
+_REQUEST_SCHEMA = PredictionRequest.model_json_schema(ref_template=_REF)
+# added to the OpenAPI components by the app (masklet.server.docs), so every $ref resolves
+SCHEMAS: dict[str, dict[str, Any]] = {
+    **_REQUEST_SCHEMA.pop("$defs", {}),
+    PredictionRequest.__name__: _REQUEST_SCHEMA,
+}
+
+
 @router.post(
-    "/predictions", response_model=PredictionResponse,
+    PATH, response_model=PredictionResponse,
     openapi_extra={"requestBody": {"content": {
-        "application/json": {"schema": PredictionRequest.model_json_schema(
-            ref_template="#/components/schemas/{model}")},
+        "application/json": {"schema": {"$ref": _REF.format(model=PredictionRequest.__name__)}},
         "multipart/form-data": {"schema": {"type": "object", "description": (
             "the same input fields as form fields; input_video as a file")}},
     }, "required": True}},
@@ -143,7 +152,7 @@ def _decode_data_uri(value: str, path: Path, max_bytes: int) -> None:
 async def predict(
     request: Request,
     ctx: Context,
-    _owner: Owner,
+    owner: Owner,
 ) -> PredictionResponse:
     """Run `meta/sam-2-video` on an uploaded video; outputs are links served by this app."""
     created = _now()
@@ -151,12 +160,15 @@ async def predict(
     directory = ctx.files.new_directory()
     try:
         parsed = await _read_request(request, directory / VIDEO_NAME, ctx.settings.max_upload_bytes)
-        outputs = await ctx.pool.run_job(lambda job: _run(ctx, directory, parsed.input, job))
+        outputs = await ctx.pool.run_job(
+            lambda job: _run(ctx, directory, parsed.input, job),
+            disconnected=request.is_disconnected,
+            owner=owner,
+        )
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    base = str(request.base_url).rstrip("/")
-    urls = [base + ctx.files.register(path, owned_dir=directory) for path in outputs]
+    urls = [ctx.link(ctx.files.register(path, owned_dir=directory)) for path in outputs]
     shown = parsed.input.model_dump()
     shown["input_video"] = "(uploaded)"
     return PredictionResponse(

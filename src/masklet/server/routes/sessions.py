@@ -14,6 +14,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from masklet.errors import InvalidInputError
+from masklet.pipelines.limits import LimitExceededError
 from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import with_field
 from masklet.server.routes.common import ERROR_RESPONSES
@@ -24,6 +25,7 @@ from masklet.server.uploads import save_upload
 router = APIRouter(tags=["video sessions"], responses=ERROR_RESPONSES)
 JPEG_QUALITY = 90
 SessionId = Annotated[str, Path(description="id returned by POST /v1/sessions")]
+FrameIndex = Annotated[int, Path(ge=0, description="frame index, 0..num_frames - 1")]
 
 
 def session_info(ctx: ServerContext, session: ServerSession) -> SessionInfo:
@@ -44,6 +46,15 @@ def session_info(ctx: ServerContext, session: ServerSession) -> SessionInfo:
     )
 
 
+def check_index(session: ServerSession, index: int) -> None:
+    """422 for a frame index outside the video."""
+    if not 0 <= index < session.num_frames:
+        raise with_field(
+            InvalidInputError(f"frame {index} is outside the video (0..{session.num_frames - 1})"),
+            "index",
+        )
+
+
 @router.post("/v1/sessions", response_model=SessionInfo, status_code=201)
 async def create_session(
     video: Annotated[UploadFile, File(description="MP4/MOV/MKV/WebM/AVI (read by content)")],
@@ -55,6 +66,7 @@ async def create_session(
     try:
         await save_upload(video, directory / UPLOAD_NAME, ctx.settings.max_upload_bytes, "video")
     except BaseException:
+        ctx.sessions.release(session_id)
         shutil.rmtree(directory, ignore_errors=True)
         raise
 
@@ -63,8 +75,10 @@ async def create_session(
             return ctx.sessions.open(
                 session_id, owner, directory,
                 lambda path: ctx.models.video_predictor().init_state(path),
-                ctx.settings.max_video_frames,
+                ctx.limits,
             )  # fmt: skip
+        except LimitExceededError:
+            raise  # 413 naming the server flag
         except InvalidInputError as error:
             message = str(error).replace(str(directory / UPLOAD_NAME), "the uploaded video")
             raise with_field(InvalidInputError(message), "video") from None
@@ -89,18 +103,14 @@ def get_session(
     responses={200: {"content": {"image/jpeg": {}}, "description": "the frame as JPEG"}},
 )
 def get_frame(
-    index: int,
+    index: FrameIndex,
     session_id: SessionId,
     ctx: Context,
     owner: Owner,
 ) -> Response:
     """One frame as JPEG, decoded on demand (runs beside model work, not behind it)."""
     session = ctx.sessions.get(session_id, owner)
-    if not 0 <= index < session.num_frames:
-        raise with_field(
-            InvalidInputError(f"frame {index} is outside the video (0..{session.num_frames - 1})"),
-            "index",
-        )
+    check_index(session, index)
     with session.frames_lock:
         frame = session.frames.get(index)  # [H, W, 3] uint8
     buffer = io.BytesIO()
@@ -114,13 +124,14 @@ def get_frame(
 
 @router.get("/v1/sessions/{session_id}/masks/{index}", response_model=FrameMasks)
 def get_masks(
-    index: int,
+    index: FrameIndex,
     session_id: SessionId,
     ctx: Context,
     owner: Owner,
 ) -> FrameMasks:
     """The latest masks recorded on a frame (empty when none were computed there)."""
     session = ctx.sessions.get(session_id, owner)
+    check_index(session, index)
     records = session.masks.get(index, {})
     objects = [records[i] for i in sorted(records)]
     return FrameMasks(frame=index, time=session.frame_time(index), objects=objects)
@@ -143,6 +154,7 @@ def rename_object(
             f"unknown object id {object_id}; this session has objects {session.video.obj_ids}"
         )
     ctx.models.video_predictor().set_object_name(session.video, object_id, body.name)
+    session.journal({"op": "name", "obj_id": object_id, "name": body.name})
     return ObjectInfo(id=object_id, name=body.name)
 
 

@@ -15,6 +15,7 @@ from masklet.errors import InvalidPromptError
 from masklet.pipelines.image import text_object_names
 from masklet.server.context import DETECTOR_UNAVAILABLE_STATUS, Context, Owner
 from masklet.server.errors import with_field
+from masklet.server.persist import prompt_entry
 from masklet.server.routes.common import ERROR_RESPONSES
 from masklet.server.routes.sessions import SessionId
 from masklet.server.routes.tracking import _check_frame, run_locked
@@ -79,7 +80,9 @@ async def add_text_objects(
     session = ctx.sessions.get(session_id, owner)
     _check_frame(session, body.frame)
     check_text(body.text, "text")
-    detector = await ctx.pool.run(ctx.models.detector)  # loading may take a while: off the loop
+    detector = await ctx.pool.run(
+        ctx.models.detector, owner
+    )  # loading may take a while: off the loop
     predictor = ctx.models.video_predictor()
 
     def work() -> TextResult:
@@ -96,6 +99,7 @@ async def add_text_objects(
             _, obj_ids, logits = predictor.add_new_points_or_box(
                 video, body.frame, obj_id, points=None, labels=None, box=box
             )  # logits [N, 1, H, W] of every object on the frame
+            session.journal(prompt_entry(body.frame, obj_id, None, None, box, name=name))
             records = session.store_logits(body.frame, obj_ids, logits)
         added = detected(ids, names, dets.labels, dets.boxes, dets.scores.tolist())
         return TextResult(frame=body.frame, objects=records, added=added)

@@ -20,6 +20,7 @@ from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import with_field
 from masklet.server.exports import export_session
 from masklet.server.jobs import Job, JobCancelledError
+from masklet.server.persist import prompt_entry
 from masklet.server.routes.common import ERROR_RESPONSES
 from masklet.server.routes.sessions import SessionId
 from masklet.server.schemas import (
@@ -47,12 +48,20 @@ async def run_locked(
         session.acquire()
         session.job = job
         try:
+            if job is not None:
+                job.check()  # cancelled while it waited (shutdown)
             return work()
         finally:
             session.job = None
             session.lock.release()
 
-    return await ctx.pool.run(locked)
+    if job is not None:
+        ctx.pool.track(job)  # a shutdown cancels it
+    try:
+        return await ctx.pool.run(locked, session.owner)
+    finally:
+        if job is not None:
+            ctx.pool.untrack(job)
 
 
 def _check_frame(session: ServerSession, frame: int, field: str = "frame") -> None:
@@ -95,6 +104,10 @@ async def add_prompt(
             session.video, body.frame, body.object_id, points=prompt.points,
             labels=prompt.labels, clear_old_points=body.clear_old_points, box=prompt.box,
         )  # fmt: skip
+        session.journal(prompt_entry(
+            body.frame, body.object_id, prompt.points, prompt.labels, prompt.box,
+            clear_old_points=body.clear_old_points, name=body.name or "",
+        ))  # fmt: skip
         objects = session.store_logits(frame, ids, logits)
         return FrameMasks(frame=frame, time=session.frame_time(frame), objects=objects)
 
@@ -197,7 +210,18 @@ async def propagate(
             session.lock.release()
             emit(None)
 
-    ctx.pool.submit(work)  # BusyError (429) here, before any byte is streamed
+    def tracked() -> None:
+        try:
+            work()
+        finally:
+            ctx.pool.untrack(job)
+
+    ctx.pool.track(job)  # a shutdown cancels it
+    try:
+        ctx.pool.submit(tracked, session.owner)  # BusyError (429) here, before any byte is streamed
+    except BaseException:
+        ctx.pool.untrack(job)
+        raise
 
     async def stream() -> AsyncIterator[str]:
         yield sse("start", {"total": total, "start": start, "direction": body.direction})
@@ -242,6 +266,7 @@ async def clear(
     def work() -> FrameMasks:
         out = predictor.clear_all_prompts_in_frame(session.video, body.frame, body.object_id)
         assert out is not None  # need_output=True always returns the frame's masks
+        session.journal({"op": "clear", "frame": body.frame, "obj_id": body.object_id})
         frame, ids, logits = out
         objects = session.store_logits(frame, ids, logits)
         return FrameMasks(frame=frame, time=session.frame_time(frame), objects=objects)
@@ -262,6 +287,7 @@ async def remove_object(
 
     def work() -> list[FrameMasks]:
         ids, updated = predictor.remove_object(session.video, object_id, strict=True)
+        session.journal({"op": "remove", "obj_id": object_id})
         session.forget_object(object_id)
         return [
             FrameMasks(
@@ -293,4 +319,6 @@ async def export(
         lambda: export_session(session, body.format, body.rgb_colors(), body.alpha, job),
         job,
     )  # fmt: skip
-    return ExportResult(format=body.format, url=ctx.files.register(path), frames=session.num_frames)
+    return ExportResult(
+        format=body.format, url=ctx.link(ctx.files.register(path)), frames=session.num_frames
+    )

@@ -1,6 +1,6 @@
 // The masklet web page: open an image or a video, click to segment, track, export.
 // Plain ES modules and canvases; every mask comes from the HTTP API as COCO RLE.
-import { request, frameBitmap, propagate } from "./api.js";
+import { request, frameBitmap, propagate, authHeaders } from "./api.js";
 import { decodeRle } from "./rle.js";
 
 // object colours come from the server (GET /v1/colors, and each mask record's `color`): one
@@ -137,7 +137,19 @@ function draw() {
 
 function setSize(w, h) {
   for (const c of [frameCanvas, overlay]) { c.width = w; c.height = h; }
+  fitStage();
 }
+
+// show the picture as large as the page allows, small ones scaled up too (the overlay covers
+// the frame canvas, and clicks map through its on-screen box, so any scale works)
+function fitStage() {
+  const w = frameCanvas.width, h = frameCanvas.height;
+  if (!w || !h) { frameCanvas.style.width = frameCanvas.style.height = ""; return; }
+  const scale = Math.min($("stage-wrap").clientWidth / w, (window.innerHeight * 0.72) / h);
+  frameCanvas.style.width = `${Math.floor(w * scale)}px`;
+  frameCanvas.style.height = `${Math.floor(h * scale)}px`;
+}
+window.addEventListener("resize", fitStage);
 
 function storeMasks(frame, objects) {
   const masks = new Map();
@@ -184,17 +196,37 @@ async function openFile(file) {
   $("exports-image").hidden = video;
   try {
     if (video) await openVideo(file); else await openImage(file);
-  } catch (e) { status(e.message, true); }
+  } catch (e) {
+    // nothing usable is open: no stale picture, no tools that would act on nothing
+    reset();
+    state.mode = null;
+    $("player").hidden = $("video-tools").hidden = true;
+    $("exports-video").hidden = $("exports-image").hidden = true;
+    setSize(0, 0);
+    status(e.message, true);
+  }
 }
 
 async function openImage(file) {
   state.mode = "image";
   state.imageFile = file;
-  state.image = await createImageBitmap(file);
+  try { state.image = await createImageBitmap(file); }
+  catch (_) { throw new Error(await serverImageError(file)); }
   setSize(state.image.width, state.image.height);
   frameCanvas.getContext("2d").drawImage(state.image, 0, 0);
   draw();
   status(`${file.name}: ${state.image.width}×${state.image.height}. Click the object.`);
+}
+
+// the browser cannot decode the file: show what the server says about it (it names the
+// problem and the formats it reads), not the browser's generic decode message
+async function serverImageError(file) {
+  const form = new FormData();
+  form.append("image", file);
+  form.append("prompts", JSON.stringify({ objects: [{ id: 1, points: [[0, 0]] }] }));
+  try { await request("POST", "/v1/images:segment", form); }
+  catch (e) { return e.message; }
+  return `${file.name}: this browser cannot show this image; convert it to PNG or JPEG`;
 }
 
 async function openVideo(file) {
@@ -379,11 +411,16 @@ function onTrackEvent(name, data) {
   if (name === "start") status(`tracking ${data.total} frames…`);
   else if (name === "frame") {
     storeMasks(data.frame, data.objects);
+    state.lastTracked = data.frame;
     $("progress").value = data.done / data.total;
     const now = performance.now();
     if (data.frame === state.frame) draw();
     else if (now - state.lastShown > FOLLOW_MS) { state.lastShown = now; showFrame(data.frame); }
-  } else if (name === "done") {
+  } else if (name === "done" || name === "cancelled") {
+    // following is throttled: end on the last tracked frame, not on one shown before it
+    if (state.lastTracked !== undefined && state.frame !== state.lastTracked) showFrame(state.lastTracked);
+  }
+  if (name === "done") {
     $("progress").value = 1;
     status(`tracked ${data.frames} frames in ${data.seconds.toFixed(1)} s. Click a frame to correct, then track again.`);
   } else if (name === "cancelled") status(`cancelled after ${data.frames} frames`);
@@ -442,7 +479,11 @@ async function exportImage(kind) {
 
 // ---- wiring ---------------------------------------------------------------------------
 
-$("file").onchange = (event) => event.target.files[0] && openFile(event.target.files[0]);
+$("file").onchange = (event) => {
+  const file = event.target.files[0];
+  event.target.value = "";  // choosing the same file again (e.g. after entering a key) reopens it
+  if (file) openFile(file);
+};
 $("add-object").onclick = addObject;
 $("text-find").onsubmit = (event) => { event.preventDefault(); findText(); };
 $("track").onclick = track;
@@ -453,8 +494,26 @@ $("next").onclick = () => showFrame(state.frame + 1);
 $("slider").oninput = (event) => showFrame(Number(event.target.value));
 for (const b of document.querySelectorAll("[data-export]")) b.onclick = () => exportVideo(b.dataset.export);
 for (const b of document.querySelectorAll("[data-image-export]")) b.onclick = () => exportImage(b.dataset.imageExport);
-$("api-key").value = localStorage.getItem("masklet-api-key") || "";
-$("api-key").onchange = () => localStorage.setItem("masklet-api-key", $("api-key").value.trim());
+// the key lives for this tab (sessionStorage); "remember" keeps it in localStorage as well
+const KEY_NAME = "masklet-api-key";
+$("remember-key").checked = localStorage.getItem(KEY_NAME) !== null;
+$("api-key").value = sessionStorage.getItem(KEY_NAME) || localStorage.getItem(KEY_NAME) || "";
+function storeKey() {
+  const key = $("api-key").value.trim();
+  sessionStorage.setItem(KEY_NAME, key);
+  if ($("remember-key").checked) localStorage.setItem(KEY_NAME, key);
+  else localStorage.removeItem(KEY_NAME);
+}
+$("api-key").onchange = storeKey;
+$("remember-key").onchange = storeKey;
+
+// the server keeps a session until its idle TTL: delete it when the page goes away (reload,
+// close, navigation). keepalive lets the request outlive the page; sendBeacon cannot DELETE.
+window.addEventListener("pagehide", () => {
+  if (!state.session) return;
+  fetch(`/v1/sessions/${state.session.id}`, { method: "DELETE", keepalive: true,
+                                              headers: authHeaders() }).catch(() => {});
+});
 
 document.addEventListener("keydown", (event) => {
   if (event.target.tagName === "INPUT" && event.target.type !== "range") return;
