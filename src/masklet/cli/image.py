@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from masklet.cli.common import add_model_options, load_model_from_args
+from masklet.cli.everything_options import add_everything_options
+from masklet.cli.progress import progress_bar
 from masklet.cli.text_options import add_text_options, load_detector_from_args, text_query
 from masklet.errors import InvalidPromptError
 
@@ -53,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )  # fmt: skip
     p.add_argument("--json", default=None, metavar="JSON", help="COCO RLE masks with scores, boxes")
     add_text_options(p)
+    add_everything_options(p)
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -136,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     prepared = prepare_image(request, outputs)
     # the detector loads first: a missing GroundingDINO fails before the SAM 2 model loads
     detector = load_detector_from_args(args) if request.text is not None else None
-    result = segment_image(prepared, load_model_from_args(args), detector=detector)
+    model = load_model_from_args(args)
+    with progress_bar("segmenting", unit="step") as progress:
+        result = segment_image(prepared, model, detector=detector, progress=progress)
     if request.text is not None and not result.detections:
         print(f"text: nothing found for {request.text.text!r} above box threshold "
               f"{request.text.box_threshold}")  # fmt: skip

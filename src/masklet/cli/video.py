@@ -9,11 +9,12 @@ nothing is left under an output's final name unless the run finishes.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from masklet.cli.common import add_model_options, load_model_from_args
+from masklet.cli.everything_options import add_everything_options, everything_query
+from masklet.cli.progress import progress_bar
 from masklet.cli.text_options import add_text_options, load_detector_from_args, text_query
 from masklet.errors import InvalidInputError, InvalidPromptError
 
@@ -62,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     o.add_argument("--output-frame-interval", type=int, default=1, metavar="N",
                    help="output every Nth frame: 1 = all, 2 = every other, ...")  # fmt: skip
     add_text_options(p, video=True)
+    add_everything_options(p, video=True)
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -79,7 +81,7 @@ def read_prompts(args: argparse.Namespace) -> ParsedPrompts:
                     "describes)"
                 )
         if args.prompts is None:
-            if getattr(args, "text", None):
+            if getattr(args, "text", None) or getattr(args, "everything", False):
                 return ParsedPrompts(prompts=[], names={})  # objects come from the text
             raise InvalidPromptError(
                 'give prompts: --click-coordinates "[x,y],..." and/or --prompts FILE.json '
@@ -111,15 +113,13 @@ def build_request(args: argparse.Namespace) -> VideoRequest:
     )  # fmt: skip
     return VideoRequest(
         source=args.input, prompts=parsed.prompts, names=parsed.names, text=text_query(args),
+        everything=everything_query(args),
         direction=args.direction, start_frame=args.start_frame, max_frames=args.max_frames,
         fps=args.fps, outputs=outputs,
     )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from masklet.pipelines.control import Progress
     from masklet.pipelines.video import prepare_video, track_video
     from masklet.video.predictor import VideoPredictor
 
@@ -127,14 +127,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         detector = load_detector_from_args(args) if args.text else None
         predictor = VideoPredictor(load_model_from_args(args))
-        # disable=None: a bar on a terminal, silence in pipes and logs
-        with tqdm(total=len(prepared.planned), unit="frame", desc="tracking", file=sys.stderr,
-                  disable=None, dynamic_ncols=True) as bar:  # fmt: skip
-
-            def progress(step: Progress) -> None:
-                bar.set_postfix(objects=step.objects, refresh=False)
-                bar.update(1)
-
+        with progress_bar("tracking", unit="frame", total=len(prepared.planned)) as progress:
             summary = track_video(prepared, predictor, detector=detector, progress=progress)
     finally:
         prepared.close()

@@ -18,8 +18,13 @@ import numpy as np
 from masklet.errors import InvalidInputError
 from masklet.io.records import FrameRecord, frame_record
 from masklet.pipelines.control import NEVER, CancelToken, Progress, ProgressFn, no_progress
-from masklet.pipelines.requests import ImageOutputs, ImageRequest, TextQuery
-from masklet.pipelines.validation import check_image_outputs, check_prompts, check_text
+from masklet.pipelines.requests import EverythingQuery, ImageOutputs, ImageRequest, TextQuery
+from masklet.pipelines.validation import (
+    check_everything,
+    check_image_outputs,
+    check_prompts,
+    check_text,
+)
 from masklet.prompts import ObjectPrompt
 
 if TYPE_CHECKING:
@@ -142,9 +147,10 @@ def prepare_image(request: ImageRequest, outputs: ImageOutputs | None = None) ->
         check_image_outputs(outputs)
     image = read_checked_image(request.image, request.limits.max_image_pixels)
     h, w = image.shape[:2]
+    check_everything(request.everything, request.text, None)
     merged = check_prompts(
         request.prompts, width=w, height=h, num_frames=None, limits=request.limits,
-        names=request.names, has_text=request.text is not None,
+        names=request.names, has_text=request.text is not None or request.everything is not None,
     )  # fmt: skip
     names = {**request.names, **{p.obj_id: p.name for p in request.prompts if p.name}}
     check_text(request.text, request.limits, first_id=max(names, default=0) + 1)
@@ -212,6 +218,9 @@ def segment_image(
         )
         detection_scores = {d.obj_id: d.score for d in detections}
         progress(Progress(total, total, objects=len(masks)))
+    if request.everything is not None:
+        _segment_everything(model, prepared, request.everything, masks, scores, names,
+                            progress, cancel)  # fmt: skip
     record = frame_record(
         0, (prepared.height, prepared.width), masks, scores, names,
         labels=labels, detection_scores=detection_scores,
@@ -255,6 +264,41 @@ def _segment_text(
         box = (float(t.box[0]), float(t.box[1]), float(t.box[2]), float(t.box[3]))
         detections.append(Detection(t.obj_id, name, t.label, box, float(t.score)))
     return detections
+
+
+REGION_NAME = "region_{}"  # objects segment-everything found: region_1, region_2, ...
+
+
+def _segment_everything(
+    model: SAM2Model,
+    prepared: PreparedImage,
+    query: EverythingQuery,
+    masks: dict[int, np.ndarray],
+    scores: dict[int, float],
+    names: dict[int, str],
+    progress: ProgressFn,
+    cancel: CancelToken,
+) -> None:
+    """Every region the automatic mask generator finds, as new objects (best predicted IoU
+    first, ids after the prompted ones), at most `query.max_objects` / the request's limit."""
+    from masklet.everything import AutomaticMaskGenerator
+
+    generator = AutomaticMaskGenerator.from_config(model, query.generator_config())
+
+    def step(done: int, total: int) -> None:
+        cancel.check()  # raising here stops the generator between point batches
+        progress(Progress(done, total, objects=len(masks)))
+
+    found = generator.generate(prepared.image, progress=step)
+    found.sort(key=lambda r: -float(r["predicted_iou"]))
+    cap = min(c for c in (query.max_objects, prepared.request.limits.max_objects, len(found))
+              if c is not None)  # fmt: skip
+    first = max([*masks, *names, 0]) + 1
+    for k, region in enumerate(found[:cap]):
+        obj_id = first + k
+        masks[obj_id] = np.asarray(region["segmentation"], dtype=bool)
+        scores[obj_id] = float(region["predicted_iou"])
+        names[obj_id] = REGION_NAME.format(k + 1)
 
 
 def write_image_outputs(result: ImageResult, outputs: ImageOutputs) -> list[Path]:

@@ -45,6 +45,36 @@ class TextQuery:
 
 
 @dataclass(frozen=True)
+class EverythingQuery:
+    """Segment everything (SAM 2's automatic mask generator, the reference's defaults): every
+    region found becomes an object named `region_{k}`. On video, regions found on `frame`
+    (default: the start frame) are tracked, and with `every` N frames, regions no tracked
+    object covers become new objects. `max_objects` keeps the best-scored regions."""
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.8
+    stability_score_thresh: float = 0.95
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    min_mask_region_area: int = 0
+    max_objects: int | None = None
+    every: int | None = None
+    frame: int | None = None
+
+    def generator_config(self):  # type: ignore[no-untyped-def]
+        from masklet.everything import MaskGeneratorConfig
+
+        return MaskGeneratorConfig(
+            points_per_side=self.points_per_side, points_per_batch=self.points_per_batch,
+            pred_iou_thresh=self.pred_iou_thresh,
+            stability_score_thresh=self.stability_score_thresh,
+            box_nms_thresh=self.box_nms_thresh, crop_n_layers=self.crop_n_layers,
+            min_mask_region_area=self.min_mask_region_area,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ImageRequest:
     """Segment objects on one image.
 
@@ -59,6 +89,7 @@ class ImageRequest:
     prompts: Sequence[ObjectPrompt] = ()
     names: Mapping[int, str] = field(default_factory=dict)
     text: TextQuery | None = None
+    everything: EverythingQuery | None = None
     multimask: bool = False
     limits: Limits = field(default_factory=Limits.generous)
 
@@ -121,6 +152,7 @@ class VideoRequest:
     prompts: Sequence[ObjectPrompt] = ()
     names: Mapping[int, str] = field(default_factory=dict)
     text: TextQuery | None = None
+    everything: EverythingQuery | None = None
     direction: Direction = "forward"
     start_frame: int | None = None
     max_frames: int | None = None

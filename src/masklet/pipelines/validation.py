@@ -20,6 +20,7 @@ from masklet.pipelines.requests import (
     IMAGE_SUFFIXES,
     MASK_TYPES,
     VIDEO_SUFFIXES,
+    EverythingQuery,
     ImageOutputs,
     TextQuery,
     VideoOutputs,
@@ -113,6 +114,36 @@ def check_text(text: TextQuery | None, limits: Limits, first_id: int) -> None:
     top = first_id - 1 + (text.max_objects or 0)
     if top > MAX_OBJECT_ID:
         raise _fail("max_objects", f"text objects would take ids up to {top}, past {MAX_OBJECT_ID}")
+
+
+def check_everything(
+    everything: EverythingQuery | None, text: TextQuery | None, num_frames: int | None
+) -> None:
+    """Segment-everything settings, checked before any model work."""
+    if everything is None:
+        return
+    if text is not None:
+        raise InvalidInputError(
+            "give a text prompt or segment everything, not both (one finder per request)",
+            field="everything",
+        )
+    everything.generator_config()  # the generator's own checks of its parameters
+    if everything.every is not None and everything.every < 1:
+        raise InvalidInputError(
+            f"everything.every must be at least 1 frame, got {everything.every}",
+            field="everything.every",
+        )
+    if everything.max_objects is not None and everything.max_objects < 1:
+        raise InvalidInputError(
+            f"everything.max_objects must be at least 1, got {everything.max_objects}",
+            field="everything.max_objects",
+        )
+    frame = everything.frame
+    if frame is not None and (frame < 0 or (num_frames is not None and frame >= num_frames)):
+        raise InvalidInputError(
+            f"everything.frame {frame} is not a frame of the video (0..{(num_frames or 1) - 1})",
+            field="everything.frame",
+        )
 
 
 def check_image_outputs(outputs: ImageOutputs) -> None:

@@ -21,6 +21,7 @@ from masklet.pipelines.control import NEVER, CancelToken, Progress, ProgressFn, 
 from masklet.pipelines.limits import LimitExceededError
 from masklet.pipelines.requests import Direction, VideoOutputs, VideoRequest
 from masklet.pipelines.validation import (
+    check_everything,
     check_prompts,
     check_text,
     check_tracking,
@@ -105,14 +106,17 @@ def _check_source(request: VideoRequest, source: FrameSource, owns: bool) -> Pre
     limits.check("max_image_pixels", source.width * source.height,
                  what=f"pixels per frame ({source.width}x{source.height})",
                  setting="the max_image_pixels limit", field="video")  # fmt: skip
+    check_everything(request.everything, request.text, n)
+    finder = request.text is not None or request.everything is not None
     merged = check_prompts(
         request.prompts, width=source.width, height=source.height, num_frames=n, limits=limits,
-        names=request.names, has_text=request.text is not None, surface="frame",
+        names=request.names, has_text=finder, surface="frame",
     )  # fmt: skip
     names = {**request.names, **{p.obj_id: p.name for p in request.prompts if p.name}}
     first_text_id = max([*names, *(p.obj_id for p in merged), 0]) + 1
     check_text(request.text, limits, first_text_id)
-    first_prompt = min((p.frame for p in merged), default=0)
+    found_on = request.everything.frame if request.everything is not None else None
+    first_prompt = min((p.frame for p in merged), default=found_on or 0)
     start = request.start_frame if request.start_frame is not None else first_prompt
     if start >= n:
         raise InvalidInputError(
@@ -120,8 +124,9 @@ def _check_source(request: VideoRequest, source: FrameSource, owns: bool) -> Pre
             field="start_frame",
         )
     planned = planned_frames(n, start, request.max_frames, request.direction)
+    query = request.text or request.everything
     objects = len({p.obj_id for p in merged}) + (
-        (request.text.max_objects or limits.max_objects or 0) if request.text else 0
+        (query.max_objects or limits.max_objects or 0) if query is not None else 0
     )
     limits.check("max_frame_objects", len(planned) * max(objects, 1),
                  what=f"frames x objects ({len(planned)} x {objects})",
@@ -161,6 +166,17 @@ def _results(
     detector: Detector | None,
 ) -> Iterator[FrameResult]:
     request = prepared.request
+    if request.everything is not None:
+        from masklet.everything import AutomaticMaskGenerator
+        from masklet.everything.video import track_everything
+
+        e = request.everything
+        generator = AutomaticMaskGenerator.from_config(predictor.model, e.generator_config())
+        return track_everything(
+            predictor, session, generator, start_frame=prepared.start, every=e.every,
+            max_objects=e.max_objects or request.limits.max_objects,
+            direction=request.direction, max_frames=request.max_frames,
+        )  # fmt: skip
     if request.text is None:
         from masklet.video.tracking import track
 

@@ -113,6 +113,18 @@ class TextQuery(_Strict):
     )
 
 
+class EverythingSettings(_Strict):
+    """Segment everything: every region SAM 2's automatic mask generator finds becomes an
+    object named `region_{k}` (the reference's defaults)."""
+
+    points_per_side: int = Field(32, ge=1, le=128, description="grid of n x n point prompts")
+    pred_iou_thresh: float = Field(0.8, ge=0.0, le=1.0)
+    stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0)
+    crop_n_layers: int = Field(0, ge=0, le=3)
+    min_mask_region_area: int = Field(0, ge=0)
+    max_objects: int | None = Field(None, ge=1, description="keep at most this many regions")
+
+
 class ImagePrompts(TextQuery):
     """The `prompts` form field of `POST /v1/images:segment`, as JSON: objects, or a text
     prompt, or both (text objects get the ids after the largest object id)."""
@@ -121,6 +133,9 @@ class ImagePrompts(TextQuery):
         default_factory=list,
         description="objects to segment; give objects, a text prompt, or both (the number of "
         "objects is bounded by the server's --max-objects)",
+    )
+    everything: EverythingSettings | None = Field(
+        None, description="segment everything as well (regions after the given objects)"
     )
     multimask: Bool = Field(False, description="pick the best of 3 candidate masks")
     outputs: list[Literal["overlay", "id_mask"]] = Field(

@@ -19,7 +19,7 @@ from PIL import Image
 
 from masklet.errors import InvalidPromptError
 from masklet.pipelines.image import ImageResult as PipelineResult
-from masklet.pipelines.requests import ImageRequest, TextQuery
+from masklet.pipelines.requests import EverythingQuery, ImageRequest, TextQuery
 from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import ApiError, with_field
 from masklet.server.jobs import Job
@@ -115,6 +115,9 @@ def _segment(
         ],  # fmt: skip
         text=None if parsed.text is None else TextQuery(
             parsed.text, parsed.box_threshold, parsed.text_threshold, parsed.max_objects
+        ),
+        everything=None if parsed.everything is None else EverythingQuery(
+            **parsed.everything.model_dump()
         ),
         multimask=parsed.multimask,
         limits=ctx.limits,
