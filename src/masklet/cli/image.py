@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from masklet.cli.common import add_model_options, load_model_from_args
-from masklet.cli.everything_options import add_everything_options
+from masklet.cli.everything_options import add_everything_options, everything_query
 from masklet.cli.progress import progress_bar
 from masklet.cli.text_options import add_text_options, load_detector_from_args, text_query
 from masklet.errors import InvalidPromptError
@@ -114,15 +114,20 @@ def build_request(args: argparse.Namespace) -> tuple[ImageRequest, ImageOutputs]
             )
         prompts += file.prompts
         names = {i: n for i, n in file.names.items()}
-    text = text_query(args)
-    if not prompts and text is None:
+    text, everything = text_query(args), everything_query(args)
+    if not prompts and text is None and everything is None:
         raise InvalidPromptError(
-            "give at least one --point X,Y[,LABEL], --box X1,Y1,X2,Y2, --prompts FILE.json or "
-            '--text "a dog."',
+            "give at least one --point X,Y[,LABEL], --box X1,Y1,X2,Y2, --prompts FILE.json, "
+            '--text "a dog." or --everything',
             field="prompts",
         )
     request = ImageRequest(
-        image=args.input, prompts=prompts, names=names, text=text, multimask=args.multimask
+        image=args.input,
+        prompts=prompts,
+        names=names,
+        text=text,
+        everything=everything,
+        multimask=args.multimask,
     )
     outputs = ImageOutputs(
         overlay=Path(args.output) if args.output else None,

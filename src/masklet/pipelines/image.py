@@ -267,6 +267,7 @@ def _segment_text(
 
 
 REGION_NAME = "region_{}"  # objects segment-everything found: region_1, region_2, ...
+MAX_COVERED = 0.5  # a region with more of its pixels under better regions is not a new object
 
 
 def _segment_everything(
@@ -280,7 +281,8 @@ def _segment_everything(
     cancel: CancelToken,
 ) -> None:
     """Every region the automatic mask generator finds, as new objects (best predicted IoU
-    first, ids after the prompted ones), at most `query.max_objects` / the request's limit."""
+    first, ids after the prompted ones, regions mostly covered by better ones skipped), at
+    most `query.max_objects` / the request's limit."""
     from masklet.everything import AutomaticMaskGenerator
 
     generator = AutomaticMaskGenerator.from_config(model, query.generator_config())
@@ -291,14 +293,21 @@ def _segment_everything(
 
     found = generator.generate(prepared.image, progress=step)
     found.sort(key=lambda r: -float(r["predicted_iou"]))
-    cap = min(c for c in (query.max_objects, prepared.request.limits.max_objects, len(found))
-              if c is not None)  # fmt: skip
-    first = max([*masks, *names, 0]) + 1
-    for k, region in enumerate(found[:cap]):
-        obj_id = first + k
-        masks[obj_id] = np.asarray(region["segmentation"], dtype=bool)
-        scores[obj_id] = float(region["predicted_iou"])
-        names[obj_id] = REGION_NAME.format(k + 1)
+    cap = min(c for c in (query.max_objects, prepared.request.limits.max_objects) if c is not None)
+    claimed = np.zeros((prepared.height, prepared.width), dtype=bool)
+    for mask in masks.values():
+        claimed |= mask
+    first, kept = max([*masks, *names, 0]) + 1, 0
+    for region in found:
+        mask = np.asarray(region["segmentation"], dtype=bool)
+        # a region mostly under better ones is a part or a duplicate of them (as on video)
+        if kept == cap or (mask & ~claimed).sum() <= MAX_COVERED * mask.sum():
+            continue
+        obj_id = first + kept
+        masks[obj_id], scores[obj_id] = mask, float(region["predicted_iou"])
+        names[obj_id] = REGION_NAME.format(kept + 1)
+        claimed |= mask
+        kept += 1
 
 
 def write_image_outputs(result: ImageResult, outputs: ImageOutputs) -> list[Path]:
