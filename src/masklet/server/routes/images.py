@@ -58,25 +58,7 @@ async def segment_image(
     PNG in the JSON. A `text` prompt adds one object per detected box (ids after the largest
     given id, names `{phrase}_{k}`, records labelled with the phrase); 503 when the detector is
     unavailable. Where objects overlap, the higher score keeps the pixel in every output."""
-    try:
-        parsed = parse_json_field(prompts, ImagePrompts, "prompts", ctx.limits)
-    except ApiError as error:  # one naming for the form: objects[i] is the request's prompts[i]
-        error.field = _object_field(error.field)
-        error.message = error.message.replace("prompts.objects[", "prompts[")
-        raise
-    if parsed.text is not None:
-        check_text(parsed.text, "prompts.text")
-    if mask is None and any(o.mask for o in parsed.objects):
-        raise with_field(
-            InvalidPromptError("an object has mask=true but no mask file was sent"), "mask"
-        )
-    if mask is not None and not any(o.mask for o in parsed.objects):
-        if len(parsed.objects) != 1:
-            raise with_field(
-                InvalidPromptError('a mask file was sent: mark its object with "mask": true'),
-                "prompts.objects",
-            )
-        parsed.objects[0].mask = True
+    parsed = _parse_prompts(prompts, ctx, mask_sent=mask is not None)
     limit = ctx.settings.max_upload_bytes
     with (
         scratch_file(ctx.data_dir / "tmp") as image_path,
@@ -91,6 +73,32 @@ async def segment_image(
             disconnected=request.is_disconnected,
             owner=owner,
         )
+
+
+def _parse_prompts(text: str, ctx: ServerContext, mask_sent: bool) -> ImagePrompts:
+    """The `prompts` form field, checked; the uploaded mask goes to the object marked
+    `"mask": true`, or to the only object."""
+    try:
+        parsed = parse_json_field(text, ImagePrompts, "prompts", ctx.limits)
+    except ApiError as error:  # one naming for the form: objects[i] is the request's prompts[i]
+        error.field = _object_field(error.field)
+        error.message = error.message.replace("prompts.objects[", "prompts[")
+        raise
+    if parsed.text is not None:
+        check_text(parsed.text, "prompts.text")
+    marked = any(o.mask for o in parsed.objects)
+    if marked and not mask_sent:
+        raise with_field(
+            InvalidPromptError("an object has mask=true but no mask file was sent"), "mask"
+        )
+    if mask_sent and not marked:
+        if len(parsed.objects) != 1:
+            raise with_field(
+                InvalidPromptError('a mask file was sent: mark its object with "mask": true'),
+                "prompts.objects",
+            )
+        parsed.objects[0].mask = True
+    return parsed
 
 
 def _segment(

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body
 from fastapi.responses import StreamingResponse
@@ -33,6 +33,9 @@ from masklet.server.schemas import (
     PropagateRequest,
 )
 from masklet.server.sessions import ServerSession
+
+if TYPE_CHECKING:
+    from masklet.video.predictor import VideoPredictor
 
 log = logging.getLogger("masklet.server")
 router = APIRouter(tags=["video sessions"], responses=ERROR_RESPONSES)
@@ -175,44 +178,9 @@ async def propagate(
     def emit(item: str | None) -> None:
         loop.call_soon_threadsafe(events.put_nowait, item)
 
-    def work() -> None:
-        done = 0
-        began = time.monotonic()
-        try:
-            job.check()  # the client may have left while the job waited for a worker
-            session.acquire()
-        except (JobCancelledError, MaskletError) as error:
-            emit(_end_event(error, done))
-            emit(None)
-            return
-        session.job = job
-        try:
-            records = propagate_records(
-                predictor, session.video, direction=body.direction, start=start,
-                max_frames=body.max_frames, cancel=job,
-            )  # fmt: skip
-            for record in records:
-                objects = session.store(record)
-                done += 1
-                event = FrameEvent(
-                    frame=record.frame_idx, time=record.time, done=done, total=total,
-                    objects=objects,
-                )  # fmt: skip
-                emit(sse("frame", event.model_dump(mode="json")))
-            emit(sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)}))
-        except (JobCancelledError, MaskletError) as error:
-            emit(_end_event(error, done))
-        except Exception:  # the stream has started: report in-band, keep the server up
-            log.exception("propagation failed")
-            emit(sse("error", {"code": "internal", "message": "propagation failed"}))
-        finally:
-            session.job = None
-            session.lock.release()
-            emit(None)
-
     def tracked() -> None:
         try:
-            work()
+            _propagation(predictor, session, body, (start, total), job, emit)
         finally:
             ctx.pool.untrack(job)
 
@@ -229,6 +197,49 @@ async def propagate(
             yield item
 
     return _CancellingStream(stream(), job)
+
+
+def _propagation(
+    predictor: VideoPredictor,
+    session: ServerSession,
+    body: PropagateRequest,
+    plan: tuple[int, int],
+    job: Job,
+    emit: Callable[[str | None], None],
+) -> None:
+    """The propagation job: each frame's records kept and sent as a `frame` event, then one
+    `done`, `cancelled` or `error` event, then None (the end of the stream)."""
+    (start, total), done, began = plan, 0, time.monotonic()
+    try:
+        job.check()  # the client may have left while the job waited for a worker
+        session.acquire()
+    except (JobCancelledError, MaskletError) as error:
+        emit(_end_event(error, done))
+        emit(None)
+        return
+    session.job = job
+    try:
+        records = propagate_records(
+            predictor, session.video, direction=body.direction, start=start,
+            max_frames=body.max_frames, cancel=job,
+        )  # fmt: skip
+        for record in records:
+            objects = session.store(record)
+            done += 1
+            event = FrameEvent(
+                frame=record.frame_idx, time=record.time, done=done, total=total, objects=objects
+            )
+            emit(sse("frame", event.model_dump(mode="json")))
+        emit(sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)}))
+    except (JobCancelledError, MaskletError) as error:
+        emit(_end_event(error, done))
+    except Exception:  # the stream has started: report in-band, keep the server up
+        log.exception("propagation failed")
+        emit(sse("error", {"code": "internal", "message": "propagation failed"}))
+    finally:
+        session.job = None
+        session.lock.release()
+        emit(None)
 
 
 def _end_event(error: BaseException, done: int) -> str:
