@@ -25,6 +25,12 @@ def test_export_onnx_writes_checked_parts_and_manifest(
     assert main(["export", "onnx", "--model", NANO, "--out", str(out), "--image-size", "128"]) == 0
     printed = capsys.readouterr().out
     assert "image_encoder.onnx" in printed and "manifest.json" in printed
+    assert {p.name for p in out.glob("*.onnx")} == {
+        "image_encoder.onnx",
+        "prompt_decoder.onnx",
+        "memory_attention.onnx",
+        "memory_encoder.onnx",
+    }
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_config"]["image_size"] == 128
     assert manifest["model_config"]["name"] == NANO

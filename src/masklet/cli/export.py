@@ -18,10 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     formats = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
     o = formats.add_parser(
         "onnx",
-        help="image encoder and prompt encoder + mask decoder as ONNX files",
+        help="image encoder, prompt encoder + mask decoder, memory attention and memory "
+        "encoder as ONNX files",
         description="Write the image encoder (embedding, high-res maps, raw features and "
-        "position encoding) and the prompt encoder + mask decoder (all mask tokens, IoU, "
-        "object score) as fp32 ONNX files checked with onnx.checker, with manifest.json "
+        "position encoding), the prompt encoder + mask decoder (all mask tokens, IoU, object "
+        "score), the memory attention (any number of memory frames and object pointers) and "
+        "the memory encoder as fp32 ONNX files checked with onnx.checker, with manifest.json "
         "(model config, input and output names and shapes). Needs `pip install masklet[onnx]`.",
     )
     add_model_options(o)

@@ -60,7 +60,7 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "export": _Command(
         "masklet.cli.export",
-        "export the image encoder and prompt encoder + mask decoder to ONNX, with a manifest",
+        "export the image encoder, mask decoder, memory attention and memory encoder to ONNX",
     ),
 }
 

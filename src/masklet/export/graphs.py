@@ -19,6 +19,9 @@ class ImageEncoderGraph(nn.Module):
     def __init__(self, model: SAM2Model) -> None:
         super().__init__()
         self.model = model
+        # a new module starts in training mode, and torch.onnx.export restores the wrapper's
+        # mode on the whole tree afterwards: follow the model's mode so it is left unchanged
+        self.train(model.training)
 
     def output_names(self) -> list[str]:
         high_res = ["high_res_0", "high_res_1"] if self._high_res() else []
@@ -52,6 +55,9 @@ class PromptDecoderGraph(nn.Module):
     def __init__(self, model: SAM2Model) -> None:
         super().__init__()
         self.model = model
+        # a new module starts in training mode, and torch.onnx.export restores the wrapper's
+        # mode on the whole tree afterwards: follow the model's mode so it is left unchanged
+        self.train(model.training)
 
     def input_names(self) -> list[str]:
         high_res = ["high_res_0", "high_res_1"] if self._high_res() else []
