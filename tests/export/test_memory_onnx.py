@@ -103,3 +103,15 @@ def test_memory_encoder_matches_pytorch(
     assert (expected - other).abs().max() > 1e-3  # the flag picks a different encoding
     assert_close(torch.from_numpy(memory), expected, atol=ATOL)
     assert_close(torch.from_numpy(pos), expected_pos, atol=ATOL)
+
+
+def test_memory_attention_stores_the_rope_tables_once(exported: tuple[SAM2Model, Path]) -> None:
+    onnx = pytest.importorskip("onnx")
+    model, out = exported
+    graph = onnx.load(str(out / "memory_attention.onnx")).graph
+    side = model.config.image_size // model.config.backbone_stride
+    attention = model.memory_attention.layers[0].self_attn
+    table = (side * side, attention.head_dim // 2)  # [N, d/2]
+    constants = [n.attribute[0].t for n in graph.node if n.op_type == "Constant"]
+    shapes = [tuple(t.dims) for t in [*graph.initializer, *constants]]
+    assert shapes.count(table) == 2  # one cos and one sin table for every layer

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from masklet.modeling.outputs import ImageFeatures
 from masklet.modeling.sam2 import SAM2Model
+from masklet.modeling.transformer import RoPEAttention
 
 
 def _sequence(x: Tensor) -> Tensor:
@@ -31,6 +32,17 @@ class MemoryAttentionGraph(nn.Module):
         # a new module starts in training mode, and torch.onnx.export restores the wrapper's
         # mode on the whole tree afterwards: follow the model's mode so it is left unchanged
         self.train(model.training)
+        # The tracer copies a plain tensor into the graph at every use: the RoPE tables of
+        # one 64 x 64 grid would be stored 64 times (134 MB for hiera_tiny). As buffers of
+        # this module they are graph initializers, stored once and shared by every layer.
+        cfg = model.config
+        side = cfg.image_size // cfg.backbone_stride
+        attentions = [m for m in model.memory_attention.modules() if isinstance(m, RoPEAttention)]
+        cos, sin = attentions[0].grid_cos_sin(side * side)
+        self.register_buffer("rope_cos", cos)
+        self.register_buffer("rope_sin", sin)
+        for attention in attentions:
+            attention.share_cos_sin(side * side, cos, sin)  # the buffers themselves
 
     def forward(
         self,

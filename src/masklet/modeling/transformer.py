@@ -125,18 +125,34 @@ class RoPEAttention(Attention):
 
     def _grid_angles(self, num_tokens: int, device: torch.device) -> Tensor:
         """[N, d/2] complex rotations for a square grid of N tokens."""
-        key = (num_tokens, str(device))
+        key = (int(num_tokens), str(device))  # int: a traced size would miss the cache
         if key not in self._angles:
             self._angles[key] = rope_rotations(self._raw_angles(num_tokens)).to(device)
         return self._angles[key]
 
     def _grid_cos_sin(self, num_tokens: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """cos and sin tables [N, d/2] for a square grid of N tokens."""
-        key = (num_tokens, str(device))
+        key = (int(num_tokens), str(device))  # int: a traced size would miss the cache
         if key not in self._cos_sin:
             cos, sin = rope_cos_sin(self._raw_angles(num_tokens))
             self._cos_sin[key] = (cos.to(device), sin.to(device))
         return self._cos_sin[key]
+
+    def grid_cos_sin(self, num_tokens: int) -> tuple[Tensor, Tensor]:
+        """New cos and sin tables [N, d/2] (CPU) for a square grid of N tokens."""
+        return rope_cos_sin(self._raw_angles(num_tokens))
+
+    def share_cos_sin(self, num_tokens: int, cos: Tensor, sin: Tensor) -> None:
+        """Rotate by these tables (from `grid_cos_sin` of an attention with the same head
+        size and theta) for grids of `num_tokens`: an exported graph then holds one copy of
+        the tables for all layers instead of one per use."""
+        expected = self.grid_cos_sin(num_tokens)
+        if not (torch.equal(cos.cpu(), expected[0]) and torch.equal(sin.cpu(), expected[1])):
+            raise InvalidInputError(
+                "shared RoPE tables differ from this attention's own; share tables only "
+                "between attentions with the same head size and rope_theta"
+            )
+        self._cos_sin[(num_tokens, str(cos.device))] = (cos, sin)
 
     def _rotate(self, x: Tensor, num_q: int) -> Tensor:
         """Rotates x [B, h, N, d] (N a multiple of the num_q grid tokens) by the grid's angles."""
