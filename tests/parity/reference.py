@@ -65,6 +65,7 @@ def size_overrides(cfg: ModelConfig) -> dict[str, Any]:
     side = cfg.image_size // 16  # the official backbone stride
     channels = [h.embed_dim * 2**i for i in reversed(range(4))]  # official dim_mul 2.0
     feat = [side, side]
+    d, ma, me = cfg.neck.d_model, cfg.memory_attention, cfg.memory_encoder
     return {
         "image_size": cfg.image_size,
         "image_encoder.trunk.embed_dim": h.embed_dim,
@@ -73,6 +74,22 @@ def size_overrides(cfg: ModelConfig) -> dict[str, Any]:
         "image_encoder.neck.backbone_channel_list": channels,
         "memory_attention.layer.self_attention.feat_sizes": feat,
         "memory_attention.layer.cross_attention.feat_sizes": feat,
+        # widths and depths (equal to the YAML's for the official variants; smaller for the
+        # bundled nano model, which is tiny 2.1 resized)
+        "image_encoder.neck.d_model": d,
+        "image_encoder.neck.position_encoding.num_pos_feats": d,
+        "memory_attention.d_model": d,
+        "memory_attention.num_layers": ma.num_layers,
+        "memory_attention.layer.d_model": d,
+        "memory_attention.layer.dim_feedforward": ma.dim_feedforward,
+        "memory_attention.layer.self_attention.embedding_dim": d,
+        "memory_attention.layer.cross_attention.embedding_dim": d,
+        "memory_attention.layer.cross_attention.kv_in_dim": me.out_dim,
+        "memory_encoder.out_dim": me.out_dim,
+        "memory_encoder.position_encoding.num_pos_feats": me.out_dim,
+        "memory_encoder.fuser.layer.dim": d,
+        "memory_encoder.in_dim": d,
+        "memory_encoder.mask_downsampler.embed_dim": d,
     }
 
 

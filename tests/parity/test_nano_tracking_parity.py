@@ -47,7 +47,8 @@ def _reference_with_nano_weights(model: torch.nn.Module) -> torch.nn.Module:
     from sam2.modeling.sam.transformer import TwoWayTransformer
 
     cfg = model.config
-    ref = reference_video_model(cfg)
+    # the nano model is tiny 2.1 resized: the official tiny YAML with the nano's sizes
+    ref = reference_video_model(dataclasses.replace(cfg, name="sam2.1_hiera_tiny"))
     md = cfg.mask_decoder  # the reference hard-codes the official decoder sizes: rebuild it
     ref.sam_mask_decoder = MaskDecoder(
         num_multimask_outputs=3,

@@ -10,6 +10,22 @@ import argparse
 
 from masklet.errors import InvalidInputError
 
+# (flag, type, metavar, help): every limit of the server (masklet.server.settings), None = default
+LIMIT_FLAGS: tuple[tuple[str, type, str | None, str], ...] = (
+    ("--max-upload-mb", float, "MB", "largest upload (default 2048)"),
+    ("--max-video-frames", int, "N", "longest video accepted (default 20000)"),
+    ("--max-sessions", int, "N", "open sessions at once (default 16)"),
+    ("--max-sessions-per-key", int, "N", "open sessions one API key may hold (default 8)"),
+    ("--max-jobs-per-key", int, "N", "running or queued jobs of one API key (default 4)"),
+    ("--max-objects", int, "N", "objects per request (default 256)"),
+    ("--max-points", int, "N", "clicks per object and frame (default 512)"),
+    ("--max-image-pixels", int, "N", "width x height of an image or frame (default 50000000)"),
+    ("--max-frame-objects", int, "N", "frames x objects of one video job (default 1000000)"),
+    ("--session-ttl", float, "SECONDS", "idle time before a session is deleted (default 900)"),
+    ("--workers", int, "N", "model threads (default 1)"),
+    ("--queue-size", int, "N", "jobs that may wait before requests get 429 (default 8)"),
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="run the HTTP API and the web page")
@@ -44,26 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="accepted bearer key (repeatable); required when --host is not a loopback address",
     )  # fmt: skip
     limits = p.add_argument_group("limits")
-    limits.add_argument("--max-upload-mb", type=float, default=None, help="default 2048")
-    limits.add_argument("--max-video-frames", type=int, default=None, help="default 20000")
-    limits.add_argument("--max-sessions", type=int, default=None, help="default 16")
-    limits.add_argument("--max-sessions-per-key", type=int, default=None,
-                        help="open sessions one API key may hold (default 8)")  # fmt: skip
-    limits.add_argument("--max-jobs-per-key", type=int, default=None,
-                        help="running or queued jobs of one API key (default 4)")  # fmt: skip
-    limits.add_argument("--max-objects", type=int, default=None,
-                        help="objects per request (default 256)")  # fmt: skip
-    limits.add_argument("--max-points", type=int, default=None,
-                        help="clicks per object and frame (default 512)")  # fmt: skip
-    limits.add_argument("--max-image-pixels", type=int, default=None,
-                        help="width x height of an image or frame (default 50000000)")  # fmt: skip
-    limits.add_argument("--max-frame-objects", type=int, default=None,
-                        help="frames x objects of one video job (default 1000000)")  # fmt: skip
-    limits.add_argument("--session-ttl", type=float, default=None, metavar="SECONDS",
-                        help="idle time before a session is deleted (default 900)")  # fmt: skip
-    limits.add_argument("--workers", type=int, default=None, help="model threads (default 1)")
-    limits.add_argument("--queue-size", type=int, default=None,
-                        help="jobs that may wait before requests get 429 (default 8)")  # fmt: skip
+    for flag, kind, metavar, text in LIMIT_FLAGS:
+        limits.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
     p.set_defaults(run=run)
 
 
