@@ -58,6 +58,10 @@ _COMMANDS: dict[str, _Command] = {
         "masklet.cli.batch",
         "segment many images and videos from a manifest, on local cores or Ray; resumable",
     ),
+    "export": _Command(
+        "masklet.cli.export",
+        "export the image encoder, mask decoder, memory attention and memory encoder to ONNX",
+    ),
 }
 
 

@@ -135,3 +135,26 @@ def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
     pairs = x.float().reshape(b, h, frames, rot.shape[0], d // 2, 2)  # [B, h, F, N', d/2, 2]
     rotated = torch.view_as_complex(pairs) * rot  # complex product, as the reference computes it
     return torch.view_as_real(rotated).reshape(b, h, n, d).type_as(x)
+
+
+def rope_cos_sin(angles: Tensor) -> tuple[Tensor, Tensor]:
+    """cos and sin tables [N, d/2] of [N, d/2] angles: what `apply_rope_real` rotates by."""
+    return angles.cos(), angles.sin()
+
+
+def apply_rope_real(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """`apply_rope` in real arithmetic: x [B, heads, N, d] rotated by cos/sin [N', d/2].
+
+    The same complex product written out, (a + ib)(c + is) = (ac - bs) + i(as + bc), for
+    exporters that have no complex dtype (ONNX). N may be a multiple of N', as in `apply_rope`.
+    """
+    n = x.shape[-2]
+    if n == 0:
+        return x
+    cos, sin = cos.to(x.device), sin.to(x.device)
+    frames = n // cos.shape[0]
+    b, h, _, d = x.shape
+    pairs = x.float().reshape(b, h, frames, cos.shape[0], d // 2, 2)  # [B, h, F, N', d/2, 2]
+    real, imag = pairs[..., 0], pairs[..., 1]  # [B, h, F, N', d/2] each
+    rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
+    return rotated.reshape(b, h, n, d).type_as(x)  # [B, h, F, N', d/2, 2] -> [B, h, N, d]

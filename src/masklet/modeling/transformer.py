@@ -16,7 +16,13 @@ from torch import Tensor, nn
 
 from masklet.errors import InvalidInputError
 from masklet.modeling.common import MLP, sdpa
-from masklet.modeling.position import apply_rope, axial_rope, rope_rotations
+from masklet.modeling.position import (
+    apply_rope,
+    apply_rope_real,
+    axial_rope,
+    rope_cos_sin,
+    rope_rotations,
+)
 
 # Queries per chunk in `RoPEAttention._late_values`: keeps the [chunk, Nk] scores in cache.
 _QUERY_CHUNK = 256
@@ -83,6 +89,10 @@ class RoPEAttention(Attention):
     map (self-attention) or, with `rope_k_repeat`, the maps of several memory frames laid end
     to end, whose angles repeat frame after frame. Trailing keys that are not on any grid
     (the object pointers) are left unrotated via `num_k_exclude_rope`.
+
+    The rotation is a complex product, as the reference computes it; with `real_rope` (set
+    automatically during `torch.onnx.export`, which has no complex dtype) it is the same
+    product written in real arithmetic with cos/sin tables.
     """
 
     def __init__(
@@ -98,22 +108,57 @@ class RoPEAttention(Attention):
         super().__init__(embedding_dim, num_heads, downsample_rate, dropout, kv_in_dim)
         self.rope_theta = rope_theta
         self.rope_k_repeat = rope_k_repeat
+        self.real_rope = False  # complex rotations unless asked (or exporting to ONNX)
         # angles depend only on the grid size: compute once per (tokens, device)
         self._angles: dict[tuple[int, str], Tensor] = {}
+        self._cos_sin: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
+
+    def _raw_angles(self, num_tokens: int) -> Tensor:
+        """[N, d/2] real angles for a square grid of N tokens."""
+        side = math.isqrt(num_tokens)
+        if side * side != num_tokens:
+            raise InvalidInputError(
+                f"RoPE attention expects queries from a square feature map, got "
+                f"{num_tokens} tokens; pass a H x W map with H == W"
+            )
+        return axial_rope(self.head_dim, side, side, self.rope_theta)
 
     def _grid_angles(self, num_tokens: int, device: torch.device) -> Tensor:
         """[N, d/2] complex rotations for a square grid of N tokens."""
-        key = (num_tokens, str(device))
+        key = (int(num_tokens), str(device))  # int: a traced size would miss the cache
         if key not in self._angles:
-            side = math.isqrt(num_tokens)
-            if side * side != num_tokens:
-                raise InvalidInputError(
-                    f"RoPE attention expects queries from a square feature map, got "
-                    f"{num_tokens} tokens; pass a H x W map with H == W"
-                )
-            angles = axial_rope(self.head_dim, side, side, self.rope_theta)
-            self._angles[key] = rope_rotations(angles).to(device)  # complex, cached
+            self._angles[key] = rope_rotations(self._raw_angles(num_tokens)).to(device)
         return self._angles[key]
+
+    def _grid_cos_sin(self, num_tokens: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """cos and sin tables [N, d/2] for a square grid of N tokens."""
+        key = (int(num_tokens), str(device))  # int: a traced size would miss the cache
+        if key not in self._cos_sin:
+            cos, sin = rope_cos_sin(self._raw_angles(num_tokens))
+            self._cos_sin[key] = (cos.to(device), sin.to(device))
+        return self._cos_sin[key]
+
+    def grid_cos_sin(self, num_tokens: int) -> tuple[Tensor, Tensor]:
+        """New cos and sin tables [N, d/2] (CPU) for a square grid of N tokens."""
+        return rope_cos_sin(self._raw_angles(num_tokens))
+
+    def share_cos_sin(self, num_tokens: int, cos: Tensor, sin: Tensor) -> None:
+        """Rotate by these tables (from `grid_cos_sin` of an attention with the same head
+        size and theta) for grids of `num_tokens`: an exported graph then holds one copy of
+        the tables for all layers instead of one per use."""
+        expected = self.grid_cos_sin(num_tokens)
+        if not (torch.equal(cos.cpu(), expected[0]) and torch.equal(sin.cpu(), expected[1])):
+            raise InvalidInputError(
+                "shared RoPE tables differ from this attention's own; share tables only "
+                "between attentions with the same head size and rope_theta"
+            )
+        self._cos_sin[(num_tokens, str(cos.device))] = (cos, sin)
+
+    def _rotate(self, x: Tensor, num_q: int) -> Tensor:
+        """Rotates x [B, h, N, d] (N a multiple of the num_q grid tokens) by the grid's angles."""
+        if self.real_rope or torch.onnx.is_in_onnx_export():
+            return apply_rope_real(x, *self._grid_cos_sin(num_q, x.device))
+        return apply_rope(x, self._grid_angles(num_q, x.device))
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
         """q [B, Nq, C], k/v [B, Nk, Ckv] -> [B, Nq, C]; the last `num_k_exclude_rope` keys
@@ -138,10 +183,9 @@ class RoPEAttention(Attention):
                 + (" a whole number of times" if self.rope_k_repeat else " exactly once")
                 + f", got {num_k_rope} rotated keys"
             )
-        angles = self._grid_angles(num_q, q.device)
-        q = apply_rope(q, angles)
-        # rotate the grid keys only; apply_rope tiles the angles over several frames
-        k = torch.cat((apply_rope(k[:, :, :num_k_rope], angles), k[:, :, num_k_rope:]), dim=2)
+        q = self._rotate(q, num_q)
+        # rotate the grid keys only; the rotation tiles the angles over several frames
+        k = torch.cat((self._rotate(k[:, :, :num_k_rope], num_q), k[:, :, num_k_rope:]), dim=2)
         if late_values:
             return self.out_proj(self._late_values(q, k, v_in))
         return self._attend(q, k, v)
