@@ -8,7 +8,7 @@ files. The CLI, the server and batch work call these three and nothing below the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -326,7 +326,3 @@ def write_image_outputs(result: ImageResult, outputs: ImageOutputs) -> list[Path
         write_json(outputs.json, result.coco())
         written.append(outputs.json)
     return written
-
-
-def names_of(result: ImageResult) -> Mapping[int, str]:
-    return result.record.names()

@@ -18,7 +18,6 @@ from masklet.errors import InvalidInputError
 from masklet.io.records import FrameProvider, FrameRecord, frame_record
 from masklet.io.sinks import FrameSink
 from masklet.pipelines.control import NEVER, CancelToken, Progress, ProgressFn, no_progress
-from masklet.pipelines.limits import LimitExceededError
 from masklet.pipelines.requests import Direction, VideoOutputs, VideoRequest
 from masklet.pipelines.validation import (
     check_everything,
@@ -290,7 +289,6 @@ def _write(
 
 
 __all__ = [
-    "LimitExceededError",
     "PreparedVideo",
     "export_records",
     "VideoSummary",
