@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from masklet import checkpoints, state_dicts
+from masklet.checkpoint_files import read_state_dict
 from masklet.checkpoints import (
     CHECKPOINTS,
     cache_dir,
@@ -20,7 +21,6 @@ from masklet.checkpoints import (
     checkpoint_info,
     download,
     load_model,
-    read_state_dict,
     resolve_device,
 )
 from masklet.config import ModelConfig
@@ -479,7 +479,7 @@ def test_partial_checkpoints_name_the_likely_cause(
 def test_an_image_only_checkpoint_loads_and_refuses_video(
     reference_builder: None, tmp_path: Path, tiny_state: dict[str, Tensor]
 ) -> None:
-    from masklet.checkpoints import require_video_weights
+    from masklet.checkpoint_files import require_video_weights
 
     kept = {
         k: v
@@ -549,7 +549,8 @@ def test_a_checkpoint_carrying_its_config_loads_without_a_variant(tmp_path) -> N
 
     import torch
 
-    from masklet.checkpoints import load_model, stored_config
+    from masklet.checkpoint_files import stored_config
+    from masklet.checkpoints import load_model
     from masklet.config import ModelConfig
     from masklet.modeling.sam2 import build_model
 

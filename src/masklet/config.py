@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 # The official variant used when no model is named (CLI commands, training).
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
+NANO_MODEL = "masklet-nano-synthetic"  # shipped inside the package (masklet/weights)
 
 
 @dataclass(frozen=True)

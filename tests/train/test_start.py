@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from masklet.checkpoints import bundled_path, stored_config
+from masklet.checkpoint_files import stored_config
+from masklet.checkpoints import bundled_path
 from masklet.config import ModelConfig
 from masklet.errors import CheckpointError
 from masklet.train import loop

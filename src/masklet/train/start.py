@@ -18,13 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from masklet.checkpoints import (
-    bundled_path,
-    checkpoint_info,
-    download,
-    read_state_dict,
-    stored_config,
-)
+from masklet.checkpoint_files import read_state_dict, stored_config
+from masklet.checkpoints import bundled_path, checkpoint_info, download
 from masklet.config import DEFAULT_MODEL, ModelConfig
 from masklet.errors import CheckpointError
 from masklet.modeling.sam2 import SAM2Model

@@ -53,7 +53,7 @@ class VideoPredictor:
             accelerator: on CPU a batch of objects measured ~10% slower per object than one
             by one (larger intermediate tensors), so objects run one by one there.
         """
-        from masklet.checkpoints import require_video_weights
+        from masklet.checkpoint_files import require_video_weights
 
         require_video_weights(model)  # an image-only checkpoint cannot track: say so now
         self.model = model
