@@ -47,6 +47,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="start from a saved recipe: a JSON file of the settings below (e.g. "
         "docs/recipes/), or an earlier run's model.pt / last.pt",
     )  # fmt: skip
+    _add_model_choice(p)
+    settings = p.add_argument_group("training settings (default: TrainConfig's)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in _SPECIAL:
+            _add_setting(settings, f, f.name)
+    loss = p.add_argument_group("loss weights")
+    for f in dataclasses.fields(LossWeights):
+        _add_setting(loss, f, _LOSS_PREFIX + f.name)
+    _add_run_control(p)
+    p.set_defaults(run=run)
+
+
+def _add_model_choice(p: argparse.ArgumentParser) -> None:
+    """--model or --config-json: which architecture to train."""
     model = p.add_mutually_exclusive_group()
     model.add_argument(
         "--model", default=argparse.SUPPRESS, metavar="NAME",
@@ -58,13 +72,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="JSON file of ModelConfig overrides: {\"base\": VARIANT, \"image_size\": N, "
         "\"hiera\": {...}, ...}",
     )  # fmt: skip
-    settings = p.add_argument_group("training settings (default: TrainConfig's)")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name not in _SPECIAL:
-            _add_setting(settings, f, f.name)
-    loss = p.add_argument_group("loss weights")
-    for f in dataclasses.fields(LossWeights):
-        _add_setting(loss, f, _LOSS_PREFIX + f.name)
+
+
+def _add_run_control(p: argparse.ArgumentParser) -> None:
+    """Flags about this run rather than the recipe: progress, stopping early, saving it."""
     p.add_argument(
         "--quiet", dest="progress", action="store_false", default=argparse.SUPPRESS,
         help="no progress bar (same as --no-progress)",
@@ -78,7 +89,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--save-recipe", default=None, metavar="PATH",
         help="write the settings (recipe, flags applied) to PATH as JSON and exit",
     )  # fmt: skip
-    p.set_defaults(run=run)
 
 
 def _add_setting(group: argparse._ArgumentGroup, f: dataclasses.Field, dest: str) -> None:  # type: ignore[type-arg]

@@ -18,15 +18,16 @@ from torch import Tensor
 
 from masklet.errors import InvalidInputError, InvalidPromptError, SessionNotFoundError
 from masklet.modeling.logits import LOGIT_CLAMP, NO_OBJECT_SCORE
-from masklet.modeling.outputs import FrameOutput, ImageFeatures
-from masklet.modeling.sam2 import SAM2Model, non_overlapping
-from masklet.postprocess import fill_holes_video
-from masklet.video.batching import groups, merge_banks, shared_memory_pos
+from masklet.modeling.outputs import ImageFeatures
+from masklet.modeling.sam2 import SAM2Model
+from masklet.modeling.sam_memory import non_overlapping
+from masklet.video.batching import groups
 from masklet.video.frames import FrameSource, LiveSource, open_frames
 from masklet.video.order import processing_order
 from masklet.video.prompt_inputs import check_inside, clicks_and_box
 from masklet.video.results import FrameResult
 from masklet.video.session import FeatureCache, ObjectTrack, VideoSession, frame_to_tensor
+from masklet.video.step import encode_pending, run_step
 
 Output = tuple[int, list[int], Tensor]  # (frame index, object ids, logits [N, 1, H, W])
 
@@ -199,7 +200,8 @@ class VideoPredictor:
             prev = track.output_at(frame_idx, is_cond)
             if prev is not None:
                 prev_logits = prev.pred_masks.to(self.device).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
-        out = self._infer(
+        out = run_step(
+            self.model,
             session,
             [track],
             frame_idx,
@@ -209,6 +211,7 @@ class VideoPredictor:
             mask=mask,
             run_memory_encoder=False,
             prev_logits=prev_logits,
+            fill_hole_area=self.fill_hole_area,
         )[0]
         track.pending(is_cond)[frame_idx] = out
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
@@ -233,81 +236,7 @@ class VideoPredictor:
     def _maybe_non_overlap(self, masks: Tensor) -> Tensor:
         return non_overlapping(masks) if self.non_overlap_masks else masks
 
-    # ---- inference --------------------------------------------------------------------------
-
-    def _infer(
-        self,
-        session: VideoSession,
-        tracks: list[ObjectTrack],
-        frame_idx: int,
-        *,
-        reverse: bool,
-        is_init: bool = False,
-        points: tuple[Tensor, Tensor] | None = None,
-        mask: Tensor | None = None,
-        run_memory_encoder: bool = True,
-        prev_logits: Tensor | None = None,
-    ) -> list[FrameOutput]:
-        """One track step for objects whose memories line up (batched), split per object.
-        The defaults track a frame from memory; a prompt gives `is_init` (first prompt of the
-        object), `points` or `mask`, and defers the memory encoder until tracking starts."""
-        feats = session.features.get(frame_idx)
-        b = len(tracks)
-        if b > 1:
-            feats = ImageFeatures(
-                vision_feats=[x.expand(-1, b, -1) for x in feats.vision_feats],
-                vision_pos=[x.expand(-1, b, -1) for x in feats.vision_pos],
-                feat_sizes=feats.feat_sizes,
-            )
-        cond, non_cond = merge_banks(tracks)
-        out, _ = self.model.track_step(
-            frame_idx,
-            feats,
-            is_init_cond_frame=is_init,
-            cond_outputs=cond,
-            non_cond_outputs=non_cond,
-            num_frames=session.num_frames,
-            point_inputs=points,
-            mask_inputs=mask,
-            reverse=reverse,
-            run_memory_encoder=run_memory_encoder,
-            prev_mask_logits=prev_logits,
-        )
-        pred = out.pred_masks
-        if self.fill_hole_area > 0:
-            pred = fill_holes_video(pred, self.fill_hole_area)
-        memory = out.memory_features
-        if memory is not None:
-            memory = memory.to(torch.bfloat16)  # as the reference stores it: half the memory
-            session.memory_pos = shared_memory_pos(session, out.memory_pos)
-        results = []
-        for i in range(b):
-            results.append(
-                FrameOutput(
-                    pred_masks=pred[i : i + 1],
-                    object_pointer=out.object_pointer[i : i + 1],
-                    object_score_logits=out.object_score_logits[i : i + 1],
-                    memory_features=None if memory is None else memory[i : i + 1],
-                    memory_pos=None if memory is None else session.memory_pos,
-                    ious=None if out.ious is None else out.ious[i : i + 1],
-                )
-            )
-        return results
-
-    def _encode_pending(
-        self, session: VideoSession, track: ObjectTrack, frame_idx: int, out: FrameOutput
-    ) -> None:
-        s = self.image_size
-        high_res = F.interpolate(
-            out.pred_masks.to(self.device), size=(s, s), mode="bilinear", align_corners=False
-        )
-        feats = session.features.get(frame_idx)
-        memory, pos = self.model.encode_memory(
-            feats, high_res, out.object_score_logits, is_mask_from_points=True
-        )
-        out.memory_features = memory.to(torch.bfloat16)
-        session.memory_pos = shared_memory_pos(session, pos)
-        out.memory_pos = session.memory_pos
+    # ---- propagation ------------------------------------------------------------------------
 
     @torch.inference_mode()
     def propagate_in_video_preflight(self, session: VideoSession) -> None:
@@ -319,7 +248,7 @@ class VideoPredictor:
                 pending = track.pending(is_cond)
                 for frame_idx, out in pending.items():
                     if out.memory_features is None:
-                        self._encode_pending(session, track, frame_idx, out)
+                        encode_pending(self.model, session, frame_idx, out)
                     (track.cond if is_cond else track.non_cond)[frame_idx] = out
                     if self.clear_non_cond_mem_around_input:
                         self._clear_non_cond_around(session, track, frame_idx)
@@ -398,7 +327,14 @@ class VideoPredictor:
             else [[track] for track in to_run]
         )
         for group in grouped:
-            outs = self._infer(session, group, frame_idx, reverse=reverse)
+            outs = run_step(
+                self.model,
+                session,
+                group,
+                frame_idx,
+                reverse=reverse,
+                fill_hole_area=self.fill_hole_area,
+            )
             for track, out in zip(group, outs):
                 track.non_cond[frame_idx] = out
                 low_res[track.obj_id], scores[track.obj_id] = (
