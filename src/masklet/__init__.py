@@ -12,8 +12,7 @@ help) does not import PyTorch until a model is needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from masklet.errors import (
     BusyError,
@@ -23,6 +22,7 @@ from masklet.errors import (
     MaskletError,
     SessionNotFoundError,
 )
+from masklet.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from masklet.checkpoints import download, load_model
@@ -47,18 +47,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'masklet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = [
     "AutomaticMaskGenerator",

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from masklet.checkpoint_files import (
     HF_WEIGHTS,
@@ -28,6 +28,7 @@ from masklet.checkpoint_files import (
 from masklet.config import DEFAULT_MODEL, NANO_MODEL, ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
 from masklet.hub import hub_unreachable, quiet_hub
+from masklet.lazy import lazy_exports
 
 if TYPE_CHECKING:  # PyTorch is imported where a file is read or a model built, not here:
     import torch  # `masklet models` and the CLI's help must not wait seconds for it
@@ -44,13 +45,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module 'masklet.checkpoints' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_MOVED[name]), name)
-
+__getattr__, __dir__ = lazy_exports(__name__, _MOVED, globals())
 
 _CHUNK_BYTES = 1 << 20
 # How library errors tell the user to pass a local file; the CLI swaps in its own flag.

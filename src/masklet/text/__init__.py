@@ -13,9 +13,9 @@ GroundingDINO needs the optional extra: pip install 'masklet[text]'.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from masklet.lazy import lazy_exports
 from masklet.text.detector import (
     DEFAULT_BOX_THRESHOLD,
     DEFAULT_TEXT_THRESHOLD,
@@ -52,13 +52,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'masklet.text' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
