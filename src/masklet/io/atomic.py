@@ -11,6 +11,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
 
 
 @contextlib.contextmanager
@@ -37,3 +39,32 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_P = TypeVar("_P", bound="Publishing")
+
+
+class Publishing:
+    """A context manager for outputs published on success: leaving the block normally calls
+    `close()` (finish and move under the final name), leaving it with an exception calls
+    `discard(error)` (nothing is left under the final name)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def discard(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _P) -> _P:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.discard(exc)
+        else:
+            self.close()

@@ -26,13 +26,12 @@ import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from masklet.errors import InvalidInputError
-from masklet.io.atomic import atomic_output
+from masklet.io.atomic import Publishing, atomic_output
 from masklet.io.masks import (
     decode_rle,
     encode_rle,
@@ -57,7 +56,7 @@ def check_interval(interval: int) -> int:
     return int(interval)
 
 
-class FrameSink(abc.ABC):
+class FrameSink(Publishing, abc.ABC):
     """Consumes tracking results frame by frame; `close()` publishes, `abort()` discards."""
 
     output_frame_interval: int = 1
@@ -83,19 +82,8 @@ class FrameSink(abc.ABC):
         """Whether this frame is an output frame (Replicate's "output every Nth frame")."""
         return frame_idx % self.output_frame_interval == 0
 
-    def __enter__(self) -> FrameSink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is not None:
-            self.abort()
-        else:
-            self.close()
+    def discard(self, error: BaseException) -> None:
+        self.abort()
 
 
 def _masks_to_bytes(result: FrameRecord) -> bytes:

@@ -28,14 +28,13 @@ import contextlib
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 from typing import cast
 
 import av
 import numpy as np
 
 from masklet.errors import InvalidInputError
-from masklet.io.atomic import atomic_output
+from masklet.io.atomic import Publishing, atomic_output
 
 # Tried in order when the requested encoder is missing from the PyAV wheel.
 FALLBACK_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
@@ -95,7 +94,7 @@ def pick_codec(requested: str) -> str:
     )
 
 
-class VideoWriter:
+class VideoWriter(Publishing):
     """Encode `[H, W, 3]` uint8 RGB frames into a video file, atomically.
 
     `size` is `(width, height)`. Odd sizes with H.264 are padded up to even (see
@@ -151,7 +150,7 @@ class VideoWriter:
             if audio_from is not None:
                 self._open_audio(Path(audio_from))
         except BaseException as error:
-            self._abort(error)
+            self.discard(error)
             raise
 
     # -- audio -----------------------------------------------------------------------------
@@ -272,20 +271,20 @@ class VideoWriter:
             return
         if self.frames_written == 0:
             error = InvalidInputError(f"no frames were written to {str(self.path)!r}")
-            self._abort(error)
+            self.discard(error)
             raise error
         try:
             self._container.mux(self._video.encode(None))  # flush delayed (B-)frames
             self._mux_audio_until(None)
             self._container.close()
         except BaseException as error:
-            self._abort(error)
+            self.discard(error)
             raise
         self._close_audio_source()
         self._closed = True
         self._exit_stack.close()  # atomic rename to the final name
 
-    def _abort(self, error: BaseException) -> None:
+    def discard(self, error: BaseException) -> None:
         """Drop the partial file: nothing is left under the final name."""
         self._closed = True
         container = getattr(self, "_container", None)
@@ -302,17 +301,3 @@ class VideoWriter:
             with contextlib.suppress(Exception):
                 self._audio_source.close()
             self._audio_source = None
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is not None:
-            self._abort(exc)
-        else:
-            self.close()
