@@ -42,15 +42,7 @@ def recipe_dict(config: TrainConfig) -> dict[str, Any]:
 
 def config_from_recipe(data: Mapping[str, Any], base_dir: Path | None = None) -> TrainConfig:
     """A TrainConfig from a recipe object; unknown names raise InvalidInputError."""
-    if not isinstance(data, Mapping):
-        raise InvalidInputError(f"a recipe must be a JSON object of settings, got {data!r}")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise InvalidInputError(
-            f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-        )
-    fields = dict(data)
+    fields = _known_fields(data, TrainConfig, what="training", whole="a recipe")
     if "loss" in fields:
         fields["loss"] = _loss_weights(fields["loss"])
     if fields.get("model") is not None:
@@ -59,15 +51,21 @@ def config_from_recipe(data: Mapping[str, Any], base_dir: Path | None = None) ->
 
 
 def _loss_weights(data: Any) -> LossWeights:
+    return LossWeights(**_known_fields(data, LossWeights, what="loss", whole="recipe 'loss'"))
+
+
+def _known_fields(data: Any, cls: type, *, what: str, whole: str) -> dict[str, Any]:
+    """`data` as keyword arguments of the dataclass `cls`; anything else raises, naming the
+    unknown settings and the known ones."""
     if not isinstance(data, Mapping):
-        raise InvalidInputError(f"recipe 'loss' must be an object of weights, got {data!r}")
-    known = {f.name for f in dataclasses.fields(LossWeights)}
+        raise InvalidInputError(f"{whole} must be a JSON object of settings, got {data!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise InvalidInputError(
-            f"unknown loss setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"unknown {what} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    return LossWeights(**data)
+    return dict(data)
 
 
 def model_from_recipe(spec: Any, base_dir: Path | None = None) -> str | ModelConfig:
