@@ -17,6 +17,7 @@ model's input size, as SAM 2 does) of every prediction step and summed over step
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +85,16 @@ class _Batch:
     cond_outputs: dict[int, FrameOutput] = field(default_factory=dict)
     non_cond_outputs: dict[int, FrameOutput] = field(default_factory=dict)
 
+    def memory(self, *, conditioning: bool) -> dict[str, Any]:
+        """The memory arguments of `track_step` / `condition_on_memory` for a frame: a
+        conditioning frame sees only the conditioning frames before it."""
+        return {
+            "is_init_cond_frame": conditioning,
+            "cond_outputs": self.cond_outputs,
+            "non_cond_outputs": {} if conditioning else self.non_cond_outputs,
+            "num_frames": self.num_frames,
+        }
+
     def loss(self, sam: SamHeadOutput, gt: Tensor) -> LossTerms:
         """The loss of one prediction against gt [N, 1, S, S]."""
         return sam_loss(
@@ -120,10 +131,7 @@ def _prompted_frame(
         out, sam = model.track_step(
             frame.idx,
             frame.feats,
-            is_init_cond_frame=True,
-            cond_outputs=batch.cond_outputs,
-            non_cond_outputs={},
-            num_frames=batch.num_frames,
+            **batch.memory(conditioning=True),
             mask_inputs=frame.gt.float(),
             run_memory_encoder=frame.need_memory,
         )
@@ -136,10 +144,7 @@ def _prompted_frame(
     pix = model.condition_on_memory(
         frame.idx,
         frame.feats,
-        is_init_cond_frame=True,
-        cond_outputs=batch.cond_outputs,
-        non_cond_outputs={},
-        num_frames=batch.num_frames,
+        **batch.memory(conditioning=True),
     )
     points = clicks.as_inputs()
     sam = model.forward_sam_heads(
@@ -216,10 +221,7 @@ def _corrected_tracked_frame(batch: _Batch, frame: _Frame) -> tuple[FrameOutput,
     pix = model.condition_on_memory(
         frame.idx,
         frame.feats,
-        is_init_cond_frame=False,
-        cond_outputs=batch.cond_outputs,
-        non_cond_outputs=batch.non_cond_outputs,
-        num_frames=batch.num_frames,
+        **batch.memory(conditioning=False),
     )
     sam = model.forward_sam_heads(
         pix, high_res_features=frame.high_res(), multimask_output=model.use_multimask(False, None)
@@ -243,10 +245,7 @@ def _tracked_frame(batch: _Batch, frame: _Frame) -> tuple[FrameOutput, LossTerms
     out, sam = batch.model.track_step(
         frame.idx,
         frame.feats,
-        is_init_cond_frame=False,
-        cond_outputs=batch.cond_outputs,
-        non_cond_outputs=batch.non_cond_outputs,
-        num_frames=batch.num_frames,
+        **batch.memory(conditioning=False),
         run_memory_encoder=frame.need_memory,
     )
     return out, batch.loss(sam, frame.gt)
