@@ -16,7 +16,16 @@ from masklet.batch import run
 from masklet.batch.executor import Event, ItemFinished, ItemStarted
 from masklet.batch.records import STATE_DIR
 from masklet.io.masks import read_palette_png
-from tests.batch.conftest import FAILING, MODEL, Dataset, assert_matches_cli
+from tests.batch.conftest import (
+    EVERYTHING,
+    EVERYTHING_VIDEO,
+    FAILING,
+    MODEL,
+    Dataset,
+    EverythingInputs,
+    assert_everything_matches_cli,
+    assert_matches_cli,
+)
 from tests.media import write_square_clip
 
 ray = pytest.importorskip("ray")
@@ -44,6 +53,20 @@ def test_ray_gives_the_same_failures_and_outputs_as_the_cli(
     assert failed == set(FAILING)
     assert_matches_cli(out, dataset)
     assert local_ray.is_initialized()  # the executor leaves a Ray it did not start running
+
+
+def test_everything_items_equal_the_cli_on_ray(
+    local_ray: Any, everything_inputs: EverythingInputs, tmp_path: Path
+) -> None:
+    from masklet.batch.ray import RayExecutor
+
+    folder = everything_inputs.folder
+    items = [{"input": str(folder / "shapes.png"), "everything": EVERYTHING},
+             {"input": str(folder / "demo.mp4"), "everything": EVERYTHING_VIDEO}]  # fmt: skip
+    summary = run(items, tmp_path / "out", model=MODEL, executor=RayExecutor(workers=2),
+                  progress=False)  # fmt: skip
+    assert (summary.ok, summary.frames) == (2, 1 + 8)
+    assert_everything_matches_cli(tmp_path / "out", everything_inputs)
 
 
 def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> None:
