@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from masklet.batch import run
-from masklet.batch.executor import Event, ItemFinished, ItemStarted
+from masklet.batch.executor import Event, FramesDone, ItemFinished, ItemStarted
 from masklet.batch.records import STATE_DIR
 from masklet.io.masks import read_palette_png
 from tests.batch.conftest import (
@@ -67,6 +68,32 @@ def test_everything_items_equal_the_cli_on_ray(
                   progress=False)  # fmt: skip
     assert (summary.ok, summary.frames) == (2, 1 + 8)
     assert_everything_matches_cli(tmp_path / "out", everything_inputs)
+
+
+def test_a_video_reports_each_frame_as_it_finishes(local_ray: Any, tmp_path: Path) -> None:
+    """One actor, a 12-frame video and an image queued behind it: the video's frames arrive
+    one by one before it finishes (as from local workers), then the image starts."""
+    from masklet.batch.ray import RayExecutor
+
+    write_square_clip(tmp_path / "clip.mp4", 12, (64, 48), 24)
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp_path / "image.png")
+    items = [{"input": str(tmp_path / "clip.mp4"), "click_coordinates": "[20,20]"},
+             {"input": str(tmp_path / "image.png"), "click_coordinates": "[20,20]"}]  # fmt: skip
+    events: list[Event] = []
+    summary = run(items, tmp_path / "out", model=MODEL, executor=RayExecutor(workers=1),
+                  on_event=events.append, progress=False)  # fmt: skip
+    kinds = [(type(e).__name__, getattr(e, "item_id", None) or e.outcome.item_id)
+             for e in events]  # type: ignore[union-attr]  # fmt: skip
+    video_frames = [e.frames for e in events if isinstance(e, FramesDone) and e.item_id == "clip"]
+    assert (summary.ok, summary.frames) == (2, 12 + 1) and sum(video_frames) == 12
+    assert len(video_frames) >= 6, video_frames  # per frame (two at most summed when busy)
+    first_image = kinds.index(("ItemStarted", "image"))
+    assert kinds[0] == ("ItemStarted", "clip") and kinds[first_image - 1] == (
+        "ItemFinished",
+        "clip",
+    )
+    assert set(kinds[1 : first_image - 1]) == {("FramesDone", "clip")}
+    assert kinds[first_image:][-1][0] == "ItemFinished"
 
 
 def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> None:
