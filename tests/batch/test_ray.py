@@ -100,7 +100,10 @@ def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> 
     from masklet.batch.ray import RayExecutor
 
     write_square_clip(tmp_path / "long.mp4", 24, (64, 48), 24)
-    items = [{"input": str(tmp_path / "long.mp4"), "click_coordinates": "[20,20]"}]
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp_path / "image.png")
+    # the image waits on the same actor (2 in flight): it goes back to the queue, not retried
+    items = [{"input": str(tmp_path / "long.mp4"), "click_coordinates": "[20,20]"},
+             {"input": str(tmp_path / "image.png"), "click_coordinates": "[20,20]"}]  # fmt: skip
     killed: list[Any] = []
     finished: list[Any] = []
 
@@ -118,8 +121,9 @@ def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> 
 
     summary = run(items, tmp_path / "out", model=MODEL, executor=RayExecutor(workers=1),
                   max_retries=1, on_event=kill_first_actor, progress=False)  # fmt: skip
-    assert killed and summary.ok == 1
-    assert [(o.ok, o.attempts) for o in finished] == [(True, 2)]
+    assert killed and summary.ok == 2
+    assert [(o.item_id, o.ok, o.attempts) for o in finished] == [("long", True, 2),
+                                                                 ("image", True, 1)]  # fmt: skip
     assert not staging.exists()  # the killed try's folder is gone
     masks = sorted((tmp_path / "out" / "long" / "masks").iterdir())
     assert len(masks) == 24

@@ -1,4 +1,4 @@
-"""`masklet batch MANIFEST.jsonl --out DIR` or `masklet batch --inputs FOLDER_OR_GLOB --text "a dog." --out DIR`
+"""`masklet batch MANIFEST.jsonl --out DIR` or `masklet batch --inputs FOLDER_OR_GLOB --text "a dog." --out DIR` (or `--everything`)
 
 Runs many images and videos, each item one `masklet image` / `masklet video` request, on local
 worker processes (`--workers N`) or a Ray cluster (`--ray [ADDRESS]`). Each item's outputs go
