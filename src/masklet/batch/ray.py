@@ -1,6 +1,7 @@
 """The Ray executor: a pool of actors that each load the model once; items are actor tasks,
 `IN_FLIGHT` per actor (backpressure: a million-line manifest never floods the cluster's object
-store, yet an actor starts its next item the moment one ends). `pip install 'masklet[ray]'`.
+store, yet an actor starts its next item the moment one ends; near the end of the batch, one
+per actor). `pip install 'masklet[ray]'`.
 
 A video's task is a Ray streaming generator: it yields its frame counts as they finish (the
 progress bar moves per frame, as with local workers), then its `ItemOutcome`; an image's task
@@ -157,8 +158,7 @@ class RayExecutor:
         actors = [new_actor() for _ in range(self.pool_size(ray, len(job.pending)))]
         try:
             while job.pending or any(a.queue for a in actors):
-                for actor in actors:
-                    _fill(actor, job)
+                _fill(actors, job)
                 running = {a.queue[0][0]: a for a in actors if a.queue}
                 [ready], _ = ray.wait(list(running), num_returns=1)
                 actor = running[ready]
@@ -174,14 +174,20 @@ class RayExecutor:
                 ray.kill(actor.handle)
 
 
-def _fill(actor: _Actor, job: Job) -> None:
-    """Queue items on `actor` up to `IN_FLIGHT`; the first one starts at once."""
-    while len(actor.queue) < IN_FLIGHT and job.pending:
-        item = job.pending.popleft()
-        submit = actor.stream if item.kind == "video" else actor.handle.run
-        actor.queue.append((submit.remote(item, str(job.out)), item))
-        if len(actor.queue) == 1:
-            job.start(item, actor.handle)
+def _fill(actors: list[_Actor], job: Job) -> None:
+    """Give every idle actor an item, then queue more behind the running ones (up to
+    `IN_FLIGHT` each) while enough items are left for every actor: at the end of a batch, an
+    item queued behind a long video would wait while another actor sat idle."""
+    for depth in range(IN_FLIGHT):
+        for actor in actors:
+            if not job.pending or (depth > 0 and len(job.pending) < len(actors)):
+                return
+            if len(actor.queue) == depth:
+                item = job.pending.popleft()
+                submit = actor.stream if item.kind == "video" else actor.handle.run
+                actor.queue.append((submit.remote(item, str(job.out)), item))
+                if depth == 0:
+                    job.start(item, actor.handle)
 
 
 def _received(actor: _Actor, job: Job, update: int | ItemOutcome) -> None:
