@@ -13,6 +13,7 @@ from PIL import Image
 
 from masklet.batch.manifest import ManifestError, items_from_specs, line_digest, read_manifest
 from masklet.cli.main import main
+from masklet.errors import InvalidInputError
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "batch-manifest.schema.json").read_text())
 
@@ -136,3 +137,5 @@ def test_the_everything_shortcut_gives_images_no_video_settings(tmp_path: Path) 
     assert image["everything"] == {**defaults, "pred_iou_thresh": 0.5}
     assert video["everything"] == {**defaults, "pred_iou_thresh": 0.5, "every": 4}
     assert [i.kind for i in items_from_specs([image, video])] == ["image", "video"]
+    with pytest.raises(InvalidInputError, match="not both"):
+        inputs_specs(build_parser("batch").parse_args([*argv, "--text", "a dog."]))

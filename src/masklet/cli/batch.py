@@ -78,6 +78,9 @@ def inputs_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise InvalidInputError(f"--inputs {pattern!r} matches no image or video files",
                                 field="--inputs")  # fmt: skip
     query = everything_query(args)
+    if query is not None and args.text:
+        raise InvalidInputError("give --text or --everything, not both (one finder per item)",
+                                field="--everything")  # fmt: skip
     if query is not None:
         prompt: dict[str, Any] = {"everything": {
             k: v for k, v in asdict(query).items() if v is not None}}  # fmt: skip
