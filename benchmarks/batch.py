@@ -12,6 +12,8 @@ start-up (spawn, torch import, model load; a Ray actor loads its model after its
 is handed over) is printed separately as the time to the first finished item, since a real
 batch pays it once. Targets: 2 workers >= 1.6x the throughput of the better 1-worker setup
 (all cores' threads, or one thread); Ray per item <= 1.10x local (both 1 worker, 1 thread).
+"outside ms/item" is, with one worker, the part of each item's time spent outside
+`run_item` (sending the item and its outcome, a worker waiting for its next item).
 
     python benchmarks/batch.py                 # 40 images + 4 videos x 16 frames, 2 rounds
     python benchmarks/batch.py --quick         # 16 images + 2 videos x 8 frames, 1 round
@@ -53,6 +55,7 @@ class Figures:
     frames_per_s: float
     work_s: float
     startup_s: float
+    outside_ms: float  # per item, the time not inside `run_item` (transport, idle workers)
 
 
 def make_items(root: Path, images: int, videos: int, frames: int) -> list[dict[str, Any]]:
@@ -72,19 +75,24 @@ def make_items(root: Path, images: int, videos: int, frames: int) -> list[dict[s
 
 
 def timed_run(items: list[dict[str, Any]], executor: Any) -> Figures:
-    finishes: list[tuple[float, int]] = []  # (time, frames) of each finished item
+    finishes: list[tuple[float, int, float]] = []  # (time, frames, seconds in run_item)
 
     def on_event(event: Event) -> None:
         if isinstance(event, ItemFinished):
-            assert event.outcome.ok, event.outcome.error
-            finishes.append((time.perf_counter(), event.outcome.frames))
+            outcome = event.outcome
+            assert outcome.ok, outcome.error
+            finishes.append((time.perf_counter(), outcome.frames, outcome.seconds))
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         run(items, out, model=MODEL, executor=executor, on_event=on_event, progress=False)
     work = finishes[-1][0] - finishes[0][0]
-    frames = sum(f for _, f in finishes[1:])
-    return Figures((len(finishes) - 1) / work, frames / work, work, finishes[0][0] - start)
+    frames = sum(f for _, f, _ in finishes[1:])
+    n = len(finishes) - 1
+    # one worker: the items after the first follow each other, so the rest of each interval
+    # is per-item overhead (with several workers the intervals overlap: not meaningful)
+    outside = (work - sum(s for _, _, s in finishes[1:])) / n * 1000
+    return Figures(n / work, frames / work, work, finishes[0][0] - start, outside)
 
 
 def median(figures: list[Figures]) -> Figures:
@@ -130,10 +138,12 @@ def main() -> None:
         if ray is not None:
             ray.shutdown()
     table = {name: median(figs) for name, figs in results.items()}
-    print(f"\n{'setup':30s} {'items/s':>8s} {'frames/s':>9s} {'work s':>7s} {'start-up s':>11s}")
+    print(f"\n{'setup':30s} {'items/s':>8s} {'frames/s':>9s} {'work s':>7s} {'start-up s':>11s} "
+          f"{'outside ms/item':>16s}")  # fmt: skip
     for name, f in table.items():
+        outside = f"{f.outside_ms:16.2f}" if "2 workers" not in name else f"{'-':>16s}"
         print(f"{name:30s} {f.items_per_s:8.2f} {f.frames_per_s:9.1f} {f.work_s:7.1f} "
-              f"{f.startup_s:11.1f}")  # fmt: skip
+              f"{f.startup_s:11.1f} {outside}")  # fmt: skip
     one = max(f.items_per_s for name, f in table.items() if name.startswith("local, 1 worker"))
     speedup = table["local, 2 workers"].items_per_s / one
     print(f"\nTARGET 2 workers >= 1.6x the better 1 worker: {speedup:.2f}x "

@@ -184,3 +184,74 @@ def assert_matches_cli(out: Path, dataset: Dataset) -> None:
         pngs = [p for p in (dataset.expected / item_id).rglob("*.png") if "overlay" not in p.name]
         ids = np.stack([read_palette_png(p) for p in pngs])
         assert 0 < (ids > 0).mean() < 1, f"{item_id}: degenerate masks"
+
+
+# segment everything on the nano model: its predicted IoU tops ~0.82 and its stability ~0.79,
+# below the reference's defaults (see tests/everything/test_generator.py)
+EVERYTHING = {"points_per_side": 16, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.5}
+EVERYTHING_VIDEO = {**EVERYTHING, "every": 4}
+EVERYTHING_FLAGS = ["--everything", "--points-per-side", "16", "--pred-iou-thresh", "0.5",
+                    "--stability-score-thresh", "0.5"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EverythingInputs:
+    folder: Path  # shapes.png (a square and a disc) and demo.mp4 (the demo clip, 8 frames)
+    expected: Path  # <expected>/<stem>/: `masklet image|video --everything` on each alone
+
+
+@pytest.fixture(scope="session")
+def everything_inputs(
+    tmp_path_factory: pytest.TempPathFactory, bundled_model: Any
+) -> EverythingInputs:
+    from masklet.io.video import VideoWriter
+    from masklet.train.synthetic import demo_config, make_video
+
+    root = tmp_path_factory.mktemp("everything")
+    folder = root / "inputs"
+    folder.mkdir()
+    yy, xx = np.mgrid[:96, :128]
+    image = np.full((96, 128, 3), 25, np.uint8)
+    image[(xx >= 14) & (xx < 50) & (yy >= 20) & (yy < 56)] = (230, 190, 40)
+    image[(xx - 92) ** 2 + (yy - 50) ** 2 < 18**2] = (60, 170, 240)
+    Image.fromarray(image).save(folder / "shapes.png")
+    with VideoWriter(folder / "demo.mp4", fps=24, size=(256, 192)) as writer:
+        for frame in make_video(0, demo_config(8, (256, 192))).frames:  # two moving objects
+            writer.write(frame)
+    expected = root / "expected"
+    runs = {
+        "shapes": ["image", str(folder / "shapes.png"), *EVERYTHING_FLAGS,
+                   "--masks", str(expected / "shapes" / "masks.png")],
+        "demo": ["video", str(folder / "demo.mp4"), *EVERYTHING_FLAGS, "--everything-every",
+                 "4", "--masks", str(expected / "demo" / "masks")],
+    }  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each batch worker runs here
+    with pytest.MonkeyPatch.context() as mp:
+        for cli in (image_cli, video_cli):
+            mp.setattr(cli, "load_model_from_args", lambda args: bundled_model)
+        try:
+            for stem, argv in runs.items():
+                (expected / stem).mkdir(parents=True)
+                json_path = expected / stem / "masks.json"
+                assert main([*argv, "--json", str(json_path), "--model", MODEL]) == 0, argv
+        finally:
+            torch.set_num_threads(threads)
+    return EverythingInputs(folder, expected)
+
+
+def assert_everything_matches_cli(out: Path, inputs: EverythingInputs) -> None:
+    """Both items equal their single-item `--everything` runs byte for byte, and those found
+    several regions (on every frame of the video), not one mask over everything."""
+    from masklet.io.masks import read_palette_png
+
+    for stem in ("shapes", "demo"):
+        got, want = output_files(out / stem), output_files(inputs.expected / stem)
+        assert sorted(got) == sorted(want), stem
+        for name, data in want.items():
+            assert got[name] == data, f"{stem}/{name} differs from the CLI's"
+        pngs = sorted((inputs.expected / stem).rglob("*.png"))
+        assert len(pngs) == (1 if stem == "shapes" else 8)
+        for png in pngs:
+            ids = read_palette_png(png)
+            assert len(np.unique(ids[ids > 0])) >= 2 and 0 < (ids > 0).mean() < 1, png

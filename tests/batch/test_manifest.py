@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from masklet.batch.manifest import ManifestError, line_digest, read_manifest
+from masklet.batch.manifest import ManifestError, items_from_specs, line_digest, read_manifest
 from masklet.cli.main import main
+from masklet.errors import InvalidInputError
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "batch-manifest.schema.json").read_text())
 
@@ -23,12 +24,21 @@ BAD_LINES = [
     ({"input": "a.png", "prompts": [{"object": 1, "points": [[1]]}]}, "prompts[0].points[0]"),
     ({"input": "a.png", "prompts": []}, "prompts"),
     ({"input": "a.png", "text": "a dog.", "outputs": ["pdf"]}, "outputs[0]"),
-    # (a video option on an image: the checker's, the schema does not know the kinds apart)
-    ({"input": "a.png", "text": "a dog.", "options": {"direction": "both"}}, "options.direction"),
     ({"input": "v.mp4", "text": "a dog.", "options": {"direction": "up"}}, "options.direction"),
     ({"input": "a.png", "id": "../x", "text": "a dog."}, "id"),
     ({"input": "a.png", "click_coordinates": 5}, "click_coordinates"),
     ({"input": "a.png", "text": {"txt": "a dog."}}, "text"),
+    ({"input": "a.png", "everything": False}, "everything"),
+    ({"input": "a.png", "everything": {"points_per_side": "8"}}, "everything.points_per_side"),
+    ({"input": "a.png", "everything": {"points_per_side": 0}}, "points_per_side"),
+    ({"input": "a.png", "everything": {"pred_iou": 0.5}}, "everything.pred_iou"),
+    ({"input": "v.mp4", "everything": {"every": 0}}, "everything.every"),
+    ({"input": "a.png", "text": "a dog.", "everything": True}, "not both"),
+]
+# a video setting on an image: the checker's, the schema does not know the kinds apart
+KIND_LINES = [
+    ({"input": "a.png", "text": "a dog.", "options": {"direction": "both"}}, "options.direction"),
+    ({"input": "a.png", "everything": {"every": 4}}, "everything.every"),
 ]
 
 
@@ -46,13 +56,15 @@ def test_schema_examples_validate_and_pass_the_checker(tmp_path: Path) -> None:
     (tmp_path / "masks").mkdir()
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "masks" / "cat_rough.png")
     items = read_manifest(write_lines(tmp_path / "m.jsonl", examples))
-    assert [i.kind for i in items] == ["image"] * 5 + ["video"] * 2
+    assert [i.kind for i in items] == ["image"] * 6 + ["video"] * 3
     assert items[1].item_id == "street-01" and items[0].item_id == "dog"
 
 
-@pytest.mark.parametrize(("line", "field"), BAD_LINES)
+@pytest.mark.parametrize(("line", "field"), BAD_LINES + KIND_LINES)
 def test_schema_and_checker_refuse_the_same_lines(tmp_path: Path, line: dict, field: str) -> None:
-    if line.get("options") != {"direction": "both"}:
+    if (line, field) in KIND_LINES:
+        jsonschema.validate(line, SCHEMA)
+    else:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(line, SCHEMA)
     good = {"input": "b.png", "text": "a cat."}
@@ -111,10 +123,19 @@ def test_inputs_shortcut_gives_every_file_the_same_prompt(tmp_path: Path) -> Non
     assert [Path(s["input"]).name for s in inputs_specs(args)] == ["a.png"]
 
 
-def test_everything_is_refused_until_segment_everything_exists(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "a.png").write_bytes(b"")
-    argv = ["batch", "--inputs", str(tmp_path), "--everything", "--out", str(tmp_path / "o")]
-    assert main(argv) == 2
-    assert "segment-everything items are not available" in capsys.readouterr().err
+def test_the_everything_shortcut_gives_images_no_video_settings(tmp_path: Path) -> None:
+    from masklet.cli.batch import inputs_specs
+    from masklet.cli.main import build_parser
+
+    for name in ("a.png", "c.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    argv = ["batch", "--inputs", str(tmp_path), "--everything", "--pred-iou-thresh", "0.5",
+            "--everything-every", "4", "--out", str(tmp_path / "out")]  # fmt: skip
+    image, video = inputs_specs(build_parser("batch").parse_args(argv))
+    defaults = {"points_per_side": 32, "points_per_batch": 64, "stability_score_thresh": 0.95,
+                "box_nms_thresh": 0.7, "crop_n_layers": 0, "min_mask_region_area": 0}  # fmt: skip
+    assert image["everything"] == {**defaults, "pred_iou_thresh": 0.5}
+    assert video["everything"] == {**defaults, "pred_iou_thresh": 0.5, "every": 4}
+    assert [i.kind for i in items_from_specs([image, video])] == ["image", "video"]
+    with pytest.raises(InvalidInputError, match="not both"):
+        inputs_specs(build_parser("batch").parse_args([*argv, "--text", "a dog."]))

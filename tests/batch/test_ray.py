@@ -11,12 +11,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from masklet.batch import run
-from masklet.batch.executor import Event, ItemFinished, ItemStarted
+from masklet.batch.executor import Event, FramesDone, ItemFinished, ItemStarted
 from masklet.batch.records import STATE_DIR
 from masklet.io.masks import read_palette_png
-from tests.batch.conftest import FAILING, MODEL, Dataset, assert_matches_cli
+from tests.batch.conftest import (
+    EVERYTHING,
+    EVERYTHING_VIDEO,
+    FAILING,
+    MODEL,
+    Dataset,
+    EverythingInputs,
+    assert_everything_matches_cli,
+    assert_matches_cli,
+)
 from tests.media import write_square_clip
 
 ray = pytest.importorskip("ray")
@@ -46,11 +56,54 @@ def test_ray_gives_the_same_failures_and_outputs_as_the_cli(
     assert local_ray.is_initialized()  # the executor leaves a Ray it did not start running
 
 
+def test_everything_items_equal_the_cli_on_ray(
+    local_ray: Any, everything_inputs: EverythingInputs, tmp_path: Path
+) -> None:
+    from masklet.batch.ray import RayExecutor
+
+    folder = everything_inputs.folder
+    items = [{"input": str(folder / "shapes.png"), "everything": EVERYTHING},
+             {"input": str(folder / "demo.mp4"), "everything": EVERYTHING_VIDEO}]  # fmt: skip
+    summary = run(items, tmp_path / "out", model=MODEL, executor=RayExecutor(workers=2),
+                  progress=False)  # fmt: skip
+    assert (summary.ok, summary.frames) == (2, 1 + 8)
+    assert_everything_matches_cli(tmp_path / "out", everything_inputs)
+
+
+def test_a_video_reports_each_frame_as_it_finishes(local_ray: Any, tmp_path: Path) -> None:
+    """One actor, a 12-frame video and an image queued behind it: the video's frames arrive
+    one by one before it finishes (as from local workers), then the image starts."""
+    from masklet.batch.ray import RayExecutor
+
+    write_square_clip(tmp_path / "clip.mp4", 12, (64, 48), 24)
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp_path / "image.png")
+    items = [{"input": str(tmp_path / "clip.mp4"), "click_coordinates": "[20,20]"},
+             {"input": str(tmp_path / "image.png"), "click_coordinates": "[20,20]"}]  # fmt: skip
+    events: list[Event] = []
+    summary = run(items, tmp_path / "out", model=MODEL, executor=RayExecutor(workers=1),
+                  on_event=events.append, progress=False)  # fmt: skip
+    kinds = [(type(e).__name__, getattr(e, "item_id", None) or e.outcome.item_id)
+             for e in events]  # type: ignore[union-attr]  # fmt: skip
+    video_frames = [e.frames for e in events if isinstance(e, FramesDone) and e.item_id == "clip"]
+    assert (summary.ok, summary.frames) == (2, 12 + 1) and sum(video_frames) == 12
+    assert len(video_frames) >= 6, video_frames  # per frame (two at most summed when busy)
+    first_image = kinds.index(("ItemStarted", "image"))
+    assert kinds[0] == ("ItemStarted", "clip") and kinds[first_image - 1] == (
+        "ItemFinished",
+        "clip",
+    )
+    assert set(kinds[1 : first_image - 1]) == {("FramesDone", "clip")}
+    assert kinds[first_image:][-1][0] == "ItemFinished"
+
+
 def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> None:
     from masklet.batch.ray import RayExecutor
 
     write_square_clip(tmp_path / "long.mp4", 24, (64, 48), 24)
-    items = [{"input": str(tmp_path / "long.mp4"), "click_coordinates": "[20,20]"}]
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(tmp_path / "image.png")
+    # the image waits on the same actor (2 in flight): it goes back to the queue, not retried
+    items = [{"input": str(tmp_path / "long.mp4"), "click_coordinates": "[20,20]"},
+             {"input": str(tmp_path / "image.png"), "click_coordinates": "[20,20]"}]  # fmt: skip
     killed: list[Any] = []
     finished: list[Any] = []
 
@@ -68,8 +121,9 @@ def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> 
 
     summary = run(items, tmp_path / "out", model=MODEL, executor=RayExecutor(workers=1),
                   max_retries=1, on_event=kill_first_actor, progress=False)  # fmt: skip
-    assert killed and summary.ok == 1
-    assert [(o.ok, o.attempts) for o in finished] == [(True, 2)]
+    assert killed and summary.ok == 2
+    assert [(o.item_id, o.ok, o.attempts) for o in finished] == [("long", True, 2),
+                                                                 ("image", True, 1)]  # fmt: skip
     assert not staging.exists()  # the killed try's folder is gone
     masks = sorted((tmp_path / "out" / "long" / "masks").iterdir())
     assert len(masks) == 24

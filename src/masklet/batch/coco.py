@@ -3,7 +3,8 @@
 Built from each finished image item's `masks.json` (the file `masklet image --json` writes),
 so its masks are exactly the per-item outputs. Images are numbered from 1 in manifest order,
 annotations from 1; an object's category is its text phrase (`label`) when a text prompt found
-it, else its name, with automatic names (`object_3`) all in one category "object".
+it, else its name, with automatic names in one category each: "object" (`object_3`) and
+"region" (segment-everything's `region_2`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from masklet.batch.manifest import BatchItem
 from masklet.batch.records import read_done, write_json_atomic
 
 COCO_FILE = "coco.json"
-AUTO_NAME_PATTERN = re.compile(r"object_\d+")
+# automatic names: prompted objects without a name (`object_3`), segment-everything regions
+# (`region_2`); each kind is one category, "object" or "region"
+AUTO_NAME_PATTERN = re.compile(r"(object|region)_\d+")
 AUTO_CATEGORY = "object"
 
 
@@ -26,7 +29,8 @@ def category_of(record: dict[str, Any]) -> str:
     if record.get("label"):
         return str(record["label"])
     name = str(record.get("name") or AUTO_CATEGORY)
-    return AUTO_CATEGORY if AUTO_NAME_PATTERN.fullmatch(name) else name
+    automatic = AUTO_NAME_PATTERN.fullmatch(name)
+    return automatic.group(1) if automatic else name
 
 
 def coco_dataset(out: Path, items: Sequence[BatchItem], model: str) -> dict[str, Any] | None:

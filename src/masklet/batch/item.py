@@ -26,6 +26,7 @@ from masklet.batch.records import (
 
 if TYPE_CHECKING:
     from masklet.pipelines.requests import (
+        EverythingQuery,
         ImageOutputs,
         ImageRequest,
         TextQuery,
@@ -109,13 +110,25 @@ def text_query(spec: Mapping[str, Any]) -> TextQuery | None:
     return TextQuery(text) if isinstance(text, str) else TextQuery(**text)
 
 
+def everything_query(spec: Mapping[str, Any]) -> EverythingQuery | None:
+    """`"everything": true` (the generator's defaults) or its settings, as `masklet image
+    --everything` / `masklet video --everything` build them."""
+    from masklet.pipelines.requests import EverythingQuery
+
+    value = spec.get("everything")
+    if value is None:
+        return None
+    return EverythingQuery() if value is True else EverythingQuery(**value)
+
+
 def build_image_request(item: BatchItem, folder: Path) -> tuple[ImageRequest, ImageOutputs]:
     from masklet.pipelines.requests import ImageOutputs, ImageRequest
 
     parsed = build_prompts(item.spec, item.base)
     request = ImageRequest(
         image=item.input, prompts=parsed.prompts, names=dict(parsed.names),
-        text=text_query(item.spec), multimask=bool(item.options.get("multimask", False)),
+        text=text_query(item.spec), everything=everything_query(item.spec),
+        multimask=bool(item.options.get("multimask", False)),
     )  # fmt: skip
     wanted = {k: folder / IMAGE_FILES[k] for k in item.outputs}
     outputs = ImageOutputs(
@@ -137,7 +150,8 @@ def build_video_request(item: BatchItem, folder: Path) -> VideoRequest:
     )  # fmt: skip
     return VideoRequest(
         source=str(item.input), prompts=parsed.prompts, names=dict(parsed.names),
-        text=text_query(item.spec), direction=options.get("direction", "forward"),
+        text=text_query(item.spec), everything=everything_query(item.spec),
+        direction=options.get("direction", "forward"),
         start_frame=options.get("start_frame"), max_frames=options.get("max_frames"),
         fps=options.get("fps"), outputs=outputs,
     )  # fmt: skip

@@ -11,14 +11,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from masklet.batch.executor import EventFn, FramesDone, ItemFinished, ItemStarted, death_outcome
+from masklet.batch.executor import Job
 from masklet.batch.item import WorkerSpec, default_threads
 from masklet.batch.manifest import BatchItem
 from masklet.errors import MaskletError
@@ -72,38 +70,26 @@ class LocalExecutor:
         self.workers = workers
         self.threads = threads
 
-    def run(
-        self,
-        items: Sequence[BatchItem],
-        out: Path,
-        spec: WorkerSpec,
-        events: EventFn,
-        *,
-        max_retries: int,
-    ) -> None:
-        if not items:
-            return
+    def run(self, job: Job) -> None:
+        spec = job.spec
         if spec.threads is None:
             spec = replace(spec, threads=self.threads or default_threads(self.workers))
         ctx = mp.get_context("spawn")
-        pending: deque[BatchItem] = deque(items)
-        attempts: dict[str, int] = {}
         pool: list[_Worker] = []
 
         def start() -> _Worker:
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker_main, args=(child, spec, str(out)), daemon=True)
+            process = ctx.Process(target=_worker_main, args=(child, spec, str(job.out)),
+                                  daemon=True)  # fmt: skip
             process.start()
             child.close()
             return _Worker(process, parent)
 
         def hand_out(worker: _Worker) -> None:
-            if worker.ready and worker.item is None and pending:
-                item = pending.popleft()
-                attempts[item.item_id] = attempts.get(item.item_id, 0) + 1
-                worker.item = item
-                worker.conn.send(item)
-                events(ItemStarted(item.item_id, worker.process.pid, attempts[item.item_id]))
+            if worker.ready and worker.item is None and job.pending:
+                worker.item = job.pending.popleft()
+                worker.conn.send(worker.item)
+                job.start(worker.item, worker.process.pid)
 
         def died(worker: _Worker) -> None:
             pool.remove(worker)
@@ -113,19 +99,17 @@ class LocalExecutor:
                     f"a worker process exited with {worker.process.exitcode} before loading the "
                     "model (see its traceback above)"
                 )
-            item = worker.item
-            if item is not None:
-                cause = f"worker process {worker.process.pid} exited with {worker.process.exitcode}"
-                if attempts[item.item_id] <= max_retries:
-                    pending.appendleft(item)
-                else:
-                    events(ItemFinished(death_outcome(item, cause, attempts[item.item_id])))
-            if pending and len(pool) < self.workers:
+            if worker.item is not None:
+                process = worker.process
+                job.lost(
+                    worker.item, f"worker process {process.pid} exited with {process.exitcode}"
+                )
+            if job.pending and len(pool) < self.workers:
                 pool.append(start())
 
         try:
-            pool.extend(start() for _ in range(min(self.workers, len(items))))
-            while pool and (pending or any(w.item is not None for w in pool)):
+            pool.extend(start() for _ in range(min(self.workers, len(job.pending))))
+            while pool and (job.pending or any(w.item is not None for w in pool)):
                 for worker in pool:
                     hand_out(worker)
                 handles = [w.conn for w in pool] + [w.process.sentinel for w in pool]
@@ -134,31 +118,30 @@ class LocalExecutor:
                     exited = worker.process.sentinel in ready
                     if worker.conn in ready or exited:
                         # drain what it sent before it ended: a finished item stays finished
-                        if not self._receive(worker, events, attempts) or exited:
+                        if not _receive(worker, job) or exited:
                             died(worker)
-            for item in pending:  # every worker failed to start (see WorkerStartError)
-                events(ItemFinished(death_outcome(item, "no worker left", 0)))
+            job.give_up("no worker left")  # every worker failed to start (see WorkerStartError)
         finally:
             _stop(pool)
 
-    def _receive(self, worker: _Worker, events: EventFn, attempts: dict[str, int]) -> bool:
-        """Handle the worker's messages; False when its pipe is closed (it died)."""
-        try:
-            while worker.conn.poll():
-                kind, payload = worker.conn.recv()
-                if kind == "fatal":
-                    raise WorkerStartError(f"a worker could not start: {payload}")
-                if kind == "ready":
-                    worker.ready = True
-                elif kind == "frames":
-                    events(FramesDone(payload[0], worker.process.pid, payload[1]))
-                elif kind == "done":
-                    item_id = worker.item.item_id if worker.item else payload.item_id
-                    worker.item = None
-                    events(ItemFinished(replace(payload, attempts=attempts[item_id])))
-        except (EOFError, OSError):
-            return False
-        return True
+
+def _receive(worker: _Worker, job: Job) -> bool:
+    """Handle the worker's messages; False when its pipe is closed (it died)."""
+    try:
+        while worker.conn.poll():
+            kind, payload = worker.conn.recv()
+            if kind == "fatal":
+                raise WorkerStartError(f"a worker could not start: {payload}")
+            if kind == "ready":
+                worker.ready = True
+            elif kind == "frames":
+                job.frames(payload[0], worker.process.pid, payload[1])
+            elif kind == "done":
+                worker.item = None
+                job.finish(payload)
+    except (EOFError, OSError):
+        return False
+    return True
 
 
 def _stop(pool: list[_Worker]) -> None:

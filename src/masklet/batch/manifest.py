@@ -38,6 +38,7 @@ VIDEO_OPTIONS: Mapping[str, type | tuple[type, ...]] = {
 }  # fmt: skip
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RESERVED_IDS = ("report.jsonl", "coco.json")
+VIDEO_EVERYTHING = ("every", "frame")  # settings of `everything` that only videos have
 
 
 class ManifestError(InvalidInputError):
@@ -180,18 +181,16 @@ def _check_line(spec: Any, number: int, base: Path) -> BatchItem:
     _check_outputs(spec.get("outputs", list(DEFAULT_OUTPUTS)))
     _check_options(spec.get("options", {}), kind)
     _check_text(spec.get("text"))
-    if spec.get("everything", False) is not False:
-        # TODO(segment-everything): build the item's request with the automatic mask
-        # generator once masklet.pipelines offers it; until then such items are refused here.
-        raise _fail("everything", "segment-everything items are not available in this build yet")
+    _check_everything(spec, kind)
     for name in CLICK_FIELDS:
         if name in spec and not isinstance(spec[name], str):
             raise _fail(name, f"expected a Replicate click string, got {spec[name]!r}")
     if "prompts" in spec and (not isinstance(spec["prompts"], list) or not spec["prompts"]):
         raise _fail("prompts", "expected a non-empty list of prompt-file entries")
-    if not any(k in spec for k in ("prompts", "click_coordinates", "text")):
+    if not any(k in spec for k in ("prompts", "click_coordinates", "text", "everything")):
         raise InvalidInputError(
-            'no prompts: give "prompts" (prompt-file entries), "click_coordinates" or "text"',
+            'no prompts: give "prompts" (prompt-file entries), "click_coordinates", "text" or '
+            '"everything"',
             field="prompts",
         )
     from masklet.batch.item import build_prompts
@@ -238,3 +237,33 @@ def _check_text(text: Any) -> None:
     unknown = sorted(set(text) - set(TEXT_FIELDS))
     if unknown:
         raise _fail(f"text.{unknown[0]}", f"unknown field; expected {', '.join(TEXT_FIELDS)}")
+
+
+def _check_everything(spec: Mapping[str, Any], kind: ItemKind) -> None:
+    """`"everything": true` or the generator's settings (`EverythingQuery`'s fields), checked
+    by the pipeline's own rules (a video's `frame` against its length when the item runs)."""
+    from typing import get_args, get_type_hints
+
+    from masklet.batch.item import everything_query, text_query
+    from masklet.pipelines.requests import EverythingQuery
+    from masklet.pipelines.validation import check_everything
+
+    value = spec.get("everything")
+    if value is None:
+        return
+    if value is not True:
+        if not isinstance(value, dict):
+            raise _fail("everything", f"expected true or an object of settings, got {value!r}")
+        hints = get_type_hints(EverythingQuery)
+        allowed = [n for n in hints if kind == "video" or n not in VIDEO_EVERYTHING]
+        for name, setting in value.items():
+            if name not in allowed:
+                raise _fail(f"everything.{name}",
+                            f"not a setting of {kind} items; expected one of {', '.join(allowed)}")  # fmt: skip
+            wanted = float if hints[name] is float else int
+            optional = setting is None and type(None) in get_args(hints[name])
+            if not optional and (
+                isinstance(setting, bool) or not isinstance(setting, (wanted, int))
+            ):
+                raise _fail(f"everything.{name}", f"expected a {wanted.__name__}, got {setting!r}")
+    check_everything(everything_query(spec), text_query(spec), None)

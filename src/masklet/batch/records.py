@@ -18,8 +18,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,14 +137,20 @@ def earlier_verdict(out: Path, item: BatchItem, model: str) -> tuple[Status, str
 
 @dataclass(frozen=True)
 class ReportLine:
-    id: str
-    line: int
-    input: str
+    """An item's verdict in `report.jsonl`: its manifest line, status and how it ran (an item
+    that did not run this time has an outcome with no attempts)."""
+
+    item: BatchItem
     status: Status
-    error: str | None = None
-    frames: int = 0
-    seconds: float = 0.0
-    attempts: int = 0
+    outcome: ItemOutcome
+
+    def as_json(self) -> dict[str, Any]:
+        o = self.outcome
+        return {
+            "id": self.item.item_id, "line": self.item.line, "input": str(self.item.spec["input"]),
+            "status": self.status, "error": o.error, "frames": o.frames,
+            "seconds": round(o.seconds, 3), "attempts": o.attempts,
+        }  # fmt: skip
 
 
 def write_report(out: Path, lines: list[ReportLine]) -> Path:
@@ -154,16 +159,14 @@ def write_report(out: Path, lines: list[ReportLine]) -> Path:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for line in lines:
-            f.write(json.dumps(asdict(line), ensure_ascii=False) + "\n")
+            f.write(json.dumps(line.as_json(), ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path
 
 
 def report_line(item: BatchItem, status: Status, outcome: ItemOutcome | None = None,
                 error: str | None = None) -> ReportLine:  # fmt: skip
-    o: Mapping[str, Any] = {} if outcome is None else {
-        "error": outcome.error, "frames": outcome.frames, "seconds": round(outcome.seconds, 3),
-        "attempts": outcome.attempts,
-    }  # fmt: skip
-    fields = {**o, **({"error": error} if error is not None else {})}
-    return ReportLine(item.item_id, item.line, str(item.spec["input"]), status, **fields)
+    """`outcome` for an item that ran; else `error` (an earlier failure's) if any."""
+    if outcome is None:
+        outcome = ItemOutcome(item.item_id, status == "skipped", error, attempts=0)
+    return ReportLine(item, status, outcome)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from masklet.batch.coco import write_coco
-from masklet.batch.executor import Event, EventFn, Executor, FramesDone, ItemFinished
+from masklet.batch.executor import Event, EventFn, Executor, FramesDone, ItemFinished, Job
 from masklet.batch.item import WorkerSpec
 from masklet.batch.manifest import BatchItem, items_from_specs, read_manifest
 from masklet.batch.records import (
@@ -133,7 +134,8 @@ def run(
             bar.update(1)
 
     try:
-        executor.run(to_run, out, spec, handle, max_retries=max_retries)
+        if to_run:
+            executor.run(Job(deque(to_run), out, spec, handle, max_retries))
     finally:
         bar.close()
         clear_leftovers(out)  # staging of items whose worker died (the workers are stopped)

@@ -1,4 +1,4 @@
-"""`masklet batch MANIFEST.jsonl --out DIR` or `masklet batch --inputs FOLDER_OR_GLOB --text "a dog." --out DIR`
+"""`masklet batch MANIFEST.jsonl --out DIR` or `masklet batch --inputs FOLDER_OR_GLOB --text "a dog." --out DIR` (or `--everything`)
 
 Runs many images and videos, each item one `masklet image` / `masklet video` request, on local
 worker processes (`--workers N`) or a Ray cluster (`--ray [ADDRESS]`). Each item's outputs go
@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from masklet.cli.common import DEFAULT_MODEL, add_model_options
+from masklet.cli.everything_options import add_everything_options, everything_query
 from masklet.cli.text_options import add_text_options
 from masklet.errors import InvalidInputError
 
@@ -39,8 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     i = p.add_argument_group("the same prompt for many files (instead of a manifest)")
     i.add_argument("--inputs", default=None, metavar="FOLDER_OR_GLOB",
                    help="images / videos: a folder (its files) or a glob ('data/**/*.jpg')")  # fmt: skip
-    i.add_argument("--everything", action="store_true",
-                   help="segment everything in each file (not available in this build yet)")  # fmt: skip
     i.add_argument("--outputs", default="masks,json", metavar="masks,json,overlay",
                    help="outputs of each --inputs item (default masks,json)")  # fmt: skip
     r = p.add_argument_group("running")
@@ -61,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     r.add_argument("--max-retries", type=int, default=2, metavar="N",
                    help="times an item is retried when its worker dies (default 2)")  # fmt: skip
     add_text_options(p)
+    add_everything_options(p, video=True)
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -76,18 +77,33 @@ def inputs_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
     if not files:
         raise InvalidInputError(f"--inputs {pattern!r} matches no image or video files",
                                 field="--inputs")  # fmt: skip
-    if args.everything:
-        prompt: dict[str, Any] = {"everything": True}
+    query = everything_query(args)
+    if query is not None and args.text:
+        raise InvalidInputError("give --text or --everything, not both (one finder per item)",
+                                field="--everything")  # fmt: skip
+    if query is not None:
+        prompt: dict[str, Any] = {"everything": {
+            k: v for k, v in asdict(query).items() if v is not None}}  # fmt: skip
     elif args.text:
         prompt = {"text": {
             "text": args.text, "box_threshold": args.box_threshold,
             "text_threshold": args.text_threshold, "max_objects": args.max_objects,
         }}  # fmt: skip
     else:
-        raise InvalidInputError('--inputs needs a prompt for every file: --text "a dog."',
-                                field="--inputs")  # fmt: skip
+        raise InvalidInputError('--inputs needs a prompt for every file: --text "a dog." or '
+                                "--everything", field="--inputs")  # fmt: skip
     outputs = [o.strip() for o in args.outputs.split(",") if o.strip()]
-    return [{"input": f, **prompt, "outputs": outputs} for f in files]
+    return [{"input": f, **_for_kind(prompt, f), "outputs": outputs} for f in files]
+
+
+def _for_kind(prompt: dict[str, Any], file: str) -> dict[str, Any]:
+    """The prompt without the video-only everything settings on an image."""
+    from masklet.batch.manifest import VIDEO_EVERYTHING, item_kind
+
+    if "everything" not in prompt or item_kind({}, Path(file)) == "video":
+        return prompt
+    settings = prompt["everything"]
+    return {"everything": {k: v for k, v in settings.items() if k not in VIDEO_EVERYTHING}}
 
 
 def executor_from_args(args: argparse.Namespace) -> Any:
