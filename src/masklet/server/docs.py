@@ -4,7 +4,8 @@
 server extra), never from a CDN. That bundle is Swagger UI 4, which reads OpenAPI 3.0
 documents: it is given `/docs/openapi.json`, the same schema labelled 3.0.3. Without the
 package, `/docs` is a plain page linking the schema. Schemas that routes declare by hand
-(`openapi_extra`) are added to `components.schemas`, so every `$ref` resolves.
+(`openapi_extra`) are added to `components.schemas`, so every `$ref` resolves; OpenAPI links
+(`masklet.server.links`) say how a response's ids feed the next request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+
+from masklet.server.links import add_links
 
 ASSETS_PATH = "/docs/assets"
 SWAGGER_OPENAPI_VERSION = "3.0.3"  # what Swagger UI 4 accepts
@@ -49,6 +52,7 @@ def install_docs(app: FastAPI, extra_schemas: dict[str, dict[str, Any]]) -> None
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in extra_schemas.items():
                 components.setdefault(name, definition)
+            add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
