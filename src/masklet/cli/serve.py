@@ -21,6 +21,8 @@ LIMIT_FLAGS: tuple[tuple[str, type, str | None, str], ...] = (
     ("--max-points", int, "N", "clicks per object and frame (default 512)"),
     ("--max-image-pixels", int, "N", "width x height of an image or frame (default 50000000)"),
     ("--max-frame-objects", int, "N", "frames x objects of one video job (default 1000000)"),
+    ("--max-json-depth", int, "N", "nesting of a JSON body or field (default 32)"),
+    ("--max-json-bytes", int, "N", "size of a JSON body or field (default 1000000)"),
     ("--session-ttl", float, "SECONDS", "idle time before a session is deleted (default 900)"),
     ("--workers", int, "N", "model threads (default 1)"),
     ("--queue-size", int, "N", "jobs that may wait before requests get 429 (default 8)"),
@@ -78,6 +80,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         public_url=args.public_url, shutdown_grace_seconds=args.shutdown_grace,
         max_objects=args.max_objects, max_points=args.max_points,
         max_image_pixels=args.max_image_pixels, max_frame_objects=args.max_frame_objects,
+        max_json_depth=args.max_json_depth, max_json_bytes=args.max_json_bytes,
         workers=args.workers, queue_size=args.queue_size,
     )  # fmt: skip
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from masklet.pipelines.limits import LimitExceededError, Limits, check_json_text
-from masklet.server.errors import error_response
+from masklet.server.errors import error_response, limit_response
 
 FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -120,8 +120,7 @@ class BodyLimitMiddleware:
             else:
                 check_json_body(data, self.limits, "body", sized=sized)
         except LimitExceededError as error:
-            response = error_response(413, "limit_exceeded", str(error), field=error.field)
-            await response(scope, receive, send)
+            await limit_response(error)(scope, receive, send)
             return
         replayed = False
 

@@ -109,7 +109,7 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
         if isinstance(exc, BusyError):
             return error_response(429, "busy", message, headers=busy_headers(retry_after))
         if isinstance(exc, LimitExceededError):
-            return error_response(413, "limit_exceeded", _server_words(exc), field=exc.field)
+            return limit_response(exc)
         if isinstance(exc, InvalidPromptError):
             return error_response(422, "invalid_prompt", message, field=getattr(exc, "field", None))
         if isinstance(exc, InvalidInputError):
@@ -150,13 +150,18 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def _server_words(error: LimitExceededError) -> str:
-    """A limit's message naming the server setting that raises it."""
+def server_words(error: LimitExceededError) -> str:
+    """A limit's message naming the `masklet serve` flag that raises it."""
     setting = SERVER_SETTINGS.get(error.limit)
     message = str(error)
     if setting is None:
         return message
     return message.replace(f"the {error.limit} limit", f"masklet serve {setting}")
+
+
+def limit_response(error: LimitExceededError) -> JSONResponse:
+    """413 naming the limit, the value asked for and the flag that raises it."""
+    return error_response(413, "limit_exceeded", server_words(error), field=error.field)
 
 
 def with_field(error: MaskletError, field: str) -> MaskletError:
