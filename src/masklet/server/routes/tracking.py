@@ -18,7 +18,7 @@ from masklet.pipelines.validation import check_prompts
 from masklet.pipelines.video import planned_frames, propagate_records
 from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import with_field
-from masklet.server.exports import export_session
+from masklet.server.exports import export_session, publish_export
 from masklet.server.jobs import Job, JobCancelledError
 from masklet.server.persist import prompt_entry
 from masklet.server.routes.common import ERROR_RESPONSES
@@ -318,18 +318,17 @@ async def export(
     owner: Owner,
 ) -> ExportResult:
     """Write the session's masks as an overlay MP4, a zip of id PNGs or COCO JSON; returns a
-    download link (valid while the session lives)."""
+    download link (valid while the session lives, across restarts)."""
     session = ctx.sessions.get(session_id, owner)
     if not any(session.masks.values()):
         raise with_field(
             InvalidInputError("nothing to export yet: add prompts and propagate first"), "format"
         )
     job = Job()
-    path = await run_locked(
-        ctx, session,
-        lambda: export_session(session, body.format, body.rgb_colors(), body.alpha, job),
-        job,
-    )  # fmt: skip
-    return ExportResult(
-        format=body.format, url=ctx.link(ctx.files.register(path)), frames=session.num_frames
-    )
+
+    def work() -> str:
+        path = export_session(session, body.format, body.rgb_colors(), body.alpha, job)
+        return publish_export(ctx.files, session, path)  # a link that survives a restart
+
+    link = await run_locked(ctx, session, work, job)
+    return ExportResult(format=body.format, url=ctx.link(link), frames=session.num_frames)
