@@ -209,15 +209,33 @@ def _propagation(
 ) -> None:
     """The propagation job: each frame's records kept and sent as a `frame` event, then one
     `done`, `cancelled` or `error` event, then None (the end of the stream)."""
-    (start, total), done, began = plan, 0, time.monotonic()
     try:
         job.check()  # the client may have left while the job waited for a worker
         session.acquire()
     except (JobCancelledError, MaskletError) as error:
-        emit(_end_event(error, done))
+        emit(_end_event(error, 0))
         emit(None)
         return
     session.job = job
+    try:
+        emit(_track(predictor, session, body, plan, job, emit))
+    finally:
+        session.job = None
+        session.lock.release()
+        emit(None)
+
+
+def _track(
+    predictor: VideoPredictor,
+    session: ServerSession,
+    body: PropagateRequest,
+    plan: tuple[int, int],
+    job: Job,
+    emit: Callable[[str | None], None],
+) -> str:
+    """Track (holding the session), emitting a `frame` event per frame; returns the closing
+    `done`, `cancelled` or `error` event."""
+    (start, total), done, began = plan, 0, time.monotonic()
     try:
         records = propagate_records(
             predictor, session.video, direction=body.direction, start=start,
@@ -230,16 +248,12 @@ def _propagation(
                 frame=record.frame_idx, time=record.time, done=done, total=total, objects=objects
             )
             emit(sse("frame", event.model_dump(mode="json")))
-        emit(sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)}))
     except (JobCancelledError, MaskletError) as error:
-        emit(_end_event(error, done))
+        return _end_event(error, done)
     except Exception:  # the stream has started: report in-band, keep the server up
         log.exception("propagation failed")
-        emit(sse("error", {"code": "internal", "message": "propagation failed"}))
-    finally:
-        session.job = None
-        session.lock.release()
-        emit(None)
+        return sse("error", {"code": "internal", "message": "propagation failed"})
+    return sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)})
 
 
 def _end_event(error: BaseException, done: int) -> str:
