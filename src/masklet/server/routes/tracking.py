@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body
@@ -180,7 +181,7 @@ async def propagate(
 
     def tracked() -> None:
         try:
-            _propagation(predictor, session, body, (start, total), job, emit)
+            _Propagation(predictor, session, body, start, total, job, emit).run()
         finally:
             ctx.pool.untrack(job)
 
@@ -199,61 +200,59 @@ async def propagate(
     return _CancellingStream(stream(), job)
 
 
-def _propagation(
-    predictor: VideoPredictor,
-    session: ServerSession,
-    body: PropagateRequest,
-    plan: tuple[int, int],
-    job: Job,
-    emit: Callable[[str | None], None],
-) -> None:
+@dataclass
+class _Propagation:
     """The propagation job: each frame's records kept and sent as a `frame` event, then one
     `done`, `cancelled` or `error` event, then None (the end of the stream)."""
-    try:
-        job.check()  # the client may have left while the job waited for a worker
-        session.acquire()
-    except (JobCancelledError, MaskletError) as error:
-        emit(_end_event(error, 0))
-        emit(None)
-        return
-    session.job = job
-    try:
-        emit(_track(predictor, session, body, plan, job, emit))
-    finally:
-        session.job = None
-        session.lock.release()
-        emit(None)
 
+    predictor: VideoPredictor
+    session: ServerSession
+    body: PropagateRequest
+    start: int
+    total: int  # frames it will visit
+    job: Job
+    emit: Callable[[str | None], None]
 
-def _track(
-    predictor: VideoPredictor,
-    session: ServerSession,
-    body: PropagateRequest,
-    plan: tuple[int, int],
-    job: Job,
-    emit: Callable[[str | None], None],
-) -> str:
-    """Track (holding the session), emitting a `frame` event per frame; returns the closing
-    `done`, `cancelled` or `error` event."""
-    (start, total), done, began = plan, 0, time.monotonic()
-    try:
-        records = propagate_records(
-            predictor, session.video, direction=body.direction, start=start,
-            max_frames=body.max_frames, cancel=job,
-        )  # fmt: skip
-        for record in records:
-            objects = session.store(record)
-            done += 1
-            event = FrameEvent(
-                frame=record.frame_idx, time=record.time, done=done, total=total, objects=objects
-            )
-            emit(sse("frame", event.model_dump(mode="json")))
-    except (JobCancelledError, MaskletError) as error:
-        return _end_event(error, done)
-    except Exception:  # the stream has started: report in-band, keep the server up
-        log.exception("propagation failed")
-        return sse("error", {"code": "internal", "message": "propagation failed"})
-    return sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)})
+    def run(self) -> None:
+        session = self.session
+        try:
+            self.job.check()  # the client may have left while the job waited for a worker
+            session.acquire()
+        except (JobCancelledError, MaskletError) as error:
+            self.emit(_end_event(error, 0))
+            self.emit(None)
+            return
+        session.job = self.job
+        try:
+            self.emit(self._track())
+        finally:
+            session.job = None
+            session.lock.release()
+            self.emit(None)
+
+    def _track(self) -> str:
+        """Track (holding the session), emitting a `frame` event per frame; returns the
+        closing `done`, `cancelled` or `error` event."""
+        done, began = 0, time.monotonic()
+        try:
+            records = propagate_records(
+                self.predictor, self.session.video, direction=self.body.direction,
+                start=self.start, max_frames=self.body.max_frames, cancel=self.job,
+            )  # fmt: skip
+            for record in records:
+                objects = self.session.store(record)
+                done += 1
+                event = FrameEvent(
+                    frame=record.frame_idx, time=record.time, done=done, total=self.total,
+                    objects=objects,
+                )  # fmt: skip
+                self.emit(sse("frame", event.model_dump(mode="json")))
+        except (JobCancelledError, MaskletError) as error:
+            return _end_event(error, done)
+        except Exception:  # the stream has started: report in-band, keep the server up
+            log.exception("propagation failed")
+            return sse("error", {"code": "internal", "message": "propagation failed"})
+        return sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)})
 
 
 def _end_event(error: BaseException, done: int) -> str:
