@@ -117,6 +117,22 @@ def test_every_schema_reference_resolves(client: TestClient) -> None:
     assert "click_coordinates" in schema["components"]["schemas"]["PredictionInput"]["properties"]
 
 
+def test_schema_says_whether_the_api_key_is_required(
+    make_client: AppFactory, video_bytes: bytes
+) -> None:
+    """A server without keys documents the bearer key as optional (`{}` among the security
+    requirements) and answers without it; a server with keys documents it as required."""
+    key = "a-long-enough-key"
+    for keys, required in (((), False), ((key,), True)):
+        client = make_client(api_keys=keys)
+        schema = client.get("/openapi.json").json()
+        create = schema["paths"]["/v1/sessions"]["post"]
+        assert {"HTTPBearer": []} in create["security"]
+        assert ({} not in create["security"]) is required
+        anonymous = client.post("/v1/sessions", files={"video": ("v.mp4", video_bytes)})
+        assert anonymous.status_code == (401 if required else 201), anonymous.text
+
+
 def test_links_come_from_public_url_never_from_host(
     make_client: AppFactory, video_bytes: bytes
 ) -> None:

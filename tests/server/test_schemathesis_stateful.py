@@ -109,7 +109,7 @@ def test_session_routes_statefully(stateful_app: FastAPI, video_bytes: bytes) ->
 
         def before_call(self, case: Any) -> None:
             if case.operation.label == CREATE:  # always a real video: the session opens
-                case.body = {"video": video_bytes}
+                case.body = {"video": video_bytes}  # (random uploads: test_schemathesis.py)
             elif "{session_id}" in case.operation.path:
                 case.body = onto_video(case.body)
                 index = case.path_parameters.get("index")

@@ -106,7 +106,8 @@ def _install_routes(app: FastAPI) -> None:
     """The API routers, the schema and `/docs`, the web page and its files."""
     for module in (health, images, sessions, tracking, text, predictions):
         app.include_router(module.router)
-    install_docs(app, extra_schemas=predictions.SCHEMAS)
+    keys = bool(app.state.context.settings.api_keys)
+    install_docs(app, extra_schemas=predictions.SCHEMAS, keys_required=keys)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

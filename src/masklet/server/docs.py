@@ -40,8 +40,11 @@ def swagger_assets() -> Path | None:
     return path if (path / "swagger-ui-bundle.js").is_file() else None
 
 
-def install_docs(app: FastAPI, extra_schemas: dict[str, dict[str, Any]]) -> None:
-    """A complete `/openapi.json` (with `extra_schemas` in components) and an offline `/docs`."""
+def install_docs(
+    app: FastAPI, extra_schemas: dict[str, dict[str, Any]], *, keys_required: bool = True
+) -> None:
+    """A complete `/openapi.json` (with `extra_schemas` in components) and an offline `/docs`.
+    `keys_required=False` (a server without API keys) documents the bearer key as optional."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -53,6 +56,8 @@ def install_docs(app: FastAPI, extra_schemas: dict[str, dict[str, Any]]) -> None
             for name, definition in extra_schemas.items():
                 components.setdefault(name, definition)
             add_links(schema)
+            if not keys_required:
+                optional_security(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -76,3 +81,11 @@ def install_docs(app: FastAPI, extra_schemas: dict[str, dict[str, Any]]) -> None
 
     if assets is not None:
         app.mount(ASSETS_PATH, StaticFiles(directory=assets), name="docs-assets")
+
+
+def optional_security(schema: dict[str, Any]) -> None:
+    """Add "no credentials" (`{}`) to every operation's security requirements, in place."""
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            if operation.get("security") and {} not in operation["security"]:
+                operation["security"].append({})
