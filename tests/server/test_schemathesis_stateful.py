@@ -2,7 +2,7 @@
 links (`masklet.server.links`): a session is created from a real uploaded video, its id flows
 into prompts, propagation, masks, frames, export, renames and deletion, with generated (valid
 and invalid) bodies. Seeded and bounded: 0 responses 5xx, 0 undocumented status codes, 0
-schema or content-type violations."""
+schema or content-type violations, no session missing after creation or alive after deletion."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ from tests.server.test_schemathesis import CHECKS
 from tests.server.test_text_api import squares
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis")
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    ensure_resource_availability,
+    use_after_free,
+)
+
+# the per-operation checks, plus two over sequences: a created session answers at once, a
+# deleted one answers 404 everywhere
+STATEFUL_CHECKS = [*CHECKS, ensure_resource_availability, use_after_free]
 
 SCENARIOS = 60  # hypothesis examples of the state machine: the run stays well under 90 s
 STEPS = 10  # requests at most per scenario
@@ -124,7 +132,10 @@ def test_session_routes_statefully(stateful_app: FastAPI, video_bytes: bytes) ->
 
         def validate_response(self, response: Any, case: Any, *_: Any, **kwargs: Any) -> None:
             case.validate_response(
-                response, checks=CHECKS, transport_kwargs=kwargs or None, recorder=self.recorder
+                response,
+                checks=STATEFUL_CHECKS,
+                transport_kwargs=kwargs or None,
+                recorder=self.recorder,
             )
 
         def teardown(self) -> None:  # the session quota is not what this test probes
