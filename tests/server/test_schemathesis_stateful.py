@@ -50,8 +50,10 @@ def onto_video(body: Any) -> Any:
     for name in FRAME_FIELDS:
         if type(folded.get(name)) is int and folded[name] >= 0:
             folded[name] %= FRAMES
-    if set(folded) >= {"frame", "object_id"} and folded.get("points", folded.get("box")) is None:
-        folded["points"] = [[folded["object_id"] * 7, folded["object_id"] * 5]]  # one click
+    object_id = folded.get("object_id")
+    clickless = folded.get("points", folded.get("box")) is None
+    if "frame" in folded and type(object_id) is int and clickless:
+        folded["points"] = [[object_id * 7, object_id * 5]]  # one click, where the id says
     points = folded.get("points")
     if isinstance(points, list) and all(_pair(p) for p in points):
         folded["points"] = [[x % WIDTH, y % HEIGHT] for x, y in points]

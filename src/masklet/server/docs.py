@@ -48,17 +48,7 @@ def install_docs(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description,
-                routes=app.routes,
-            )  # fmt: skip
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, definition in extra_schemas.items():
-                components.setdefault(name, definition)
-            add_links(schema)
-            if not keys_required:
-                optional_security(schema)
-            app.openapi_schema = schema
+            app.openapi_schema = build_schema(app, extra_schemas, keys_required=keys_required)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -81,6 +71,23 @@ def install_docs(
 
     if assets is not None:
         app.mount(ASSETS_PATH, StaticFiles(directory=assets), name="docs-assets")
+
+
+def build_schema(
+    app: FastAPI, extra_schemas: dict[str, dict[str, Any]], *, keys_required: bool
+) -> dict[str, Any]:
+    """The app's OpenAPI document: FastAPI's, with `extra_schemas` in components, the links
+    between operations, and the API key optional where the server has none."""
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in extra_schemas.items():
+        components.setdefault(name, definition)
+    add_links(schema)
+    if not keys_required:
+        optional_security(schema)
+    return schema
 
 
 def optional_security(schema: dict[str, Any]) -> None:
