@@ -53,6 +53,33 @@ def test_deep_json_bodies_answer_413_naming_the_limit(
     assert client.post(f"/v1/sessions/{sid}/prompts", json=named).status_code == 200
 
 
+def test_json_limits_are_settings_named_in_the_413(
+    make_client: AppFactory, image_bytes: bytes, video_bytes: bytes
+) -> None:
+    """--max-json-depth / --max-json-bytes bound bodies and JSON form fields; the 413 names
+    the flag, and raising the setting lets the same request through."""
+    strict = make_client(max_json_depth=3, max_json_bytes=300)
+    sid = new_session(strict, video_bytes)
+    three = {"frame": 0, "object_id": 1, "points": [[20, 20]]}  # {[[ ]]}: 3 levels
+    assert strict.post(f"/v1/sessions/{sid}/prompts", json=three).status_code == 200
+    deep = strict.post(f"/v1/sessions/{sid}/prompts", content=deep_json(4))
+    assert deep.status_code == 413, deep.text
+    assert "masklet serve --max-json-depth raises it" in deep.json()["error"]["message"]
+    form = segment(strict, image_bytes, deep_json(4))
+    assert form.status_code == 413 and form.json()["error"]["field"] == "prompts"
+    assert "--max-json-depth" in form.json()["error"]["message"]
+    long = {**three, "points": [[20, 20]] * 40}  # 400+ bytes
+    big = strict.post(f"/v1/sessions/{sid}/prompts", json=long)
+    assert big.status_code == 413, big.text
+    assert "masklet serve --max-json-bytes raises it" in big.json()["error"]["message"]
+    # the same requests pass a server whose settings allow them (default depth 32 < 40)
+    lenient = make_client(max_json_depth=64, max_json_bytes=10_000)
+    sid = new_session(lenient, video_bytes)
+    assert lenient.post(f"/v1/sessions/{sid}/prompts", json=long).status_code == 200
+    nested = lenient.post(f"/v1/sessions/{sid}/prompts", content=deep_json(40))
+    assert nested.status_code == 422, nested.text  # parsed: not a prompt, but not refused
+
+
 def test_predictions_json_carries_a_large_video_checked_for_depth_only(
     client: TestClient, video_bytes: bytes
 ) -> None:
@@ -88,6 +115,22 @@ def test_every_schema_reference_resolves(client: TestClient) -> None:
     target = resolve(schema, body["schema"]["$ref"])
     assert target["properties"]["input"]["$ref"] == "#/components/schemas/PredictionInput"
     assert "click_coordinates" in schema["components"]["schemas"]["PredictionInput"]["properties"]
+
+
+def test_schema_says_whether_the_api_key_is_required(
+    make_client: AppFactory, video_bytes: bytes
+) -> None:
+    """A server without keys documents the bearer key as optional (`{}` among the security
+    requirements) and answers without it; a server with keys documents it as required."""
+    key = "a-long-enough-key"
+    for keys, required in (((), False), ((key,), True)):
+        client = make_client(api_keys=keys)
+        schema = client.get("/openapi.json").json()
+        create = schema["paths"]["/v1/sessions"]["post"]
+        assert {"HTTPBearer": []} in create["security"]
+        assert ({} not in create["security"]) is required
+        anonymous = client.post("/v1/sessions", files={"video": ("v.mp4", video_bytes)})
+        assert anonymous.status_code == (401 if required else 201), anonymous.text
 
 
 def test_links_come_from_public_url_never_from_host(

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from masklet.io.masks import decode_rle
 from masklet.modeling.sam2 import SAM2Model, build_model
+from masklet.server import persist
 from masklet.server.app import create_app
 from masklet.server.settings import ServerSettings
 from tests.parity.reference import small_config
@@ -64,6 +65,9 @@ def test_a_session_survives_a_restart(
     assert first.patch(f"/v1/sessions/{sid}/objects/2", json={"name": "corner"}).status_code == 200
     before = all_masks(first, sid)
     assert_not_degenerate(before)
+    links = {fmt: export_link(first, sid, fmt) for fmt in ("coco", "png_zip")}
+    downloads = {fmt: first.get(link).content for fmt, link in links.items()}
+    assert len(json.loads(downloads["coco"])["frames"]) == FRAMES  # a real export
     first.__exit__(None, None, None)  # a clean stop keeps the session on disk
 
     second = make_client(data_dir=data, model_factory=lambda _: visible_model)
@@ -72,6 +76,10 @@ def test_a_session_survives_a_restart(
     assert info.json()["objects"] == [{"id": 1, "name": "square"}, {"id": 2, "name": "corner"}]
     assert info.json()["frames_with_masks"] == FRAMES
     assert all_masks(second, sid) == before  # stored masks served as they are
+    for fmt, link in links.items():  # the links handed out before the restart still work
+        again = second.get(link)
+        assert again.status_code == 200, (fmt, again.text)
+        assert again.content == downloads[fmt]
     # the replayed prompts let tracking go on: the same prompts track to the same masks
     again = sse_events(second, f"/v1/sessions/{sid}/propagate", {})
     assert again[-1][0] == "done" and again[-1][1]["frames"] == FRAMES
@@ -81,6 +89,41 @@ def test_a_session_survives_a_restart(
     second.__exit__(None, None, None)
     third = make_client(data_dir=data)
     assert third.get(f"/v1/sessions/{sid}").status_code == 404
+
+
+def export_link(client: TestClient, sid: str, fmt: str) -> str:
+    response = client.post(f"/v1/sessions/{sid}/export", json={"format": fmt})
+    assert response.status_code == 200, response.text
+    link: str = response.json()["url"]
+    return link
+
+
+def test_export_links_are_bounded_and_a_broken_links_file_is_ignored(
+    make_client: AppFactory, tmp_path: Path, video_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the newest MAX_EXPORT_LINKS links of a session are kept (older ones stop
+    answering, before and after a restart); an unreadable links file loses the links, not the
+    session."""
+    monkeypatch.setattr(persist, "MAX_EXPORT_LINKS", 2)
+    data = tmp_path / "links"
+    first = make_client(data_dir=data)
+    sid = new_session(first, video_bytes)
+    assert first.post(f"/v1/sessions/{sid}/prompts", json=CLICK).status_code == 200
+    oldest, *newest = [export_link(first, sid, "coco") for _ in range(3)]
+    assert first.get(oldest).status_code == 404
+    assert [first.get(link).status_code for link in newest] == [200, 200]
+    first.__exit__(None, None, None)
+
+    second = make_client(data_dir=data)
+    assert second.get(oldest).status_code == 404
+    assert [second.get(link).status_code for link in newest] == [200, 200]
+    second.__exit__(None, None, None)
+
+    (data / "sessions" / sid / persist.EXPORT_LINKS_NAME).write_text("{torn")
+    third = make_client(data_dir=data)
+    assert third.get(f"/v1/sessions/{sid}").status_code == 200
+    assert [third.get(link).status_code for link in newest] == [404, 404]
+    assert third.get(export_link(third, sid, "coco")).status_code == 200  # exports go on
 
 
 def test_start_up_sweep_removes_leftovers(

@@ -10,8 +10,16 @@ import argparse
 
 from masklet.errors import InvalidInputError
 
-# (flag, type, metavar, help): every limit of the server (masklet.server.settings), None = default
-LIMIT_FLAGS: tuple[tuple[str, type, str | None, str], ...] = (
+Flag = tuple[str, type, str | None, str]  # (flag, type, metavar, help)
+# the service's settings beside its limits (masklet.server.settings), None = default
+SERVICE_FLAGS: tuple[Flag, ...] = (
+    ("--public-url", str, "URL", "base of the links in responses, e.g. "
+     "https://masks.example.org (default: relative links; never taken from the Host header)"),
+    ("--shutdown-grace", float, "SECONDS",
+     "on SIGTERM / Ctrl-C, cancel running jobs and exit within this time (default 10)"),
+)  # fmt: skip
+# every limit of the server, None = default
+LIMIT_FLAGS: tuple[Flag, ...] = (
     ("--max-upload-mb", float, "MB", "largest upload (default 2048)"),
     ("--max-video-frames", int, "N", "longest video accepted (default 20000)"),
     ("--max-sessions", int, "N", "open sessions at once (default 16)"),
@@ -21,10 +29,26 @@ LIMIT_FLAGS: tuple[tuple[str, type, str | None, str], ...] = (
     ("--max-points", int, "N", "clicks per object and frame (default 512)"),
     ("--max-image-pixels", int, "N", "width x height of an image or frame (default 50000000)"),
     ("--max-frame-objects", int, "N", "frames x objects of one video job (default 1000000)"),
+    ("--max-json-depth", int, "N", "nesting of a JSON body or field (default 32)"),
+    ("--max-json-bytes", int, "N", "size of a JSON body or field (default 1000000)"),
     ("--session-ttl", float, "SECONDS", "idle time before a session is deleted (default 900)"),
     ("--workers", int, "N", "model threads (default 1)"),
     ("--queue-size", int, "N", "jobs that may wait before requests get 429 (default 8)"),
 )
+# the settings not named like their flag
+SETTING_NAMES = {
+    "--session-ttl": "session_ttl_seconds",
+    "--shutdown-grace": "shutdown_grace_seconds",
+}
+
+
+def setting_name(flag: str) -> str:
+    """`--max-upload-mb` -> `max_upload_mb`: the `ServerSettings` field a table flag sets."""
+    return SETTING_NAMES.get(flag, _dest(flag))
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,15 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="GroundingDINO for text prompts: hub id, 'tiny', 'base' or a local directory",
     )  # fmt: skip
     p.add_argument("--data-dir", default=None, help="uploads and outputs (default: in the cache)")
-    p.add_argument(
-        "--public-url", default=None, metavar="URL",
-        help="base of the links in responses, e.g. https://masks.example.org (default: "
-        "relative links; never taken from the Host header)",
-    )  # fmt: skip
-    p.add_argument(
-        "--shutdown-grace", type=float, default=None, metavar="SECONDS",
-        help="on SIGTERM / Ctrl-C, cancel running jobs and exit within this time (default 10)",
-    )  # fmt: skip
+    for flag, kind, metavar, text in SERVICE_FLAGS:
+        p.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
     p.add_argument(
         "--api-key", action="append", default=None, metavar="KEY",
         help="accepted bearer key (repeatable); required when --host is not a loopback address",
@@ -68,17 +85,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from masklet.server.settings import settings_from_env
 
+    tabled = {setting_name(f[0]): getattr(args, _dest(f[0])) for f in SERVICE_FLAGS + LIMIT_FLAGS}
     return settings_from_env(
         host=args.host, port=args.port, model=args.checkpoint or args.model, device=args.device,
-        detector=args.detector,
-        data_dir=args.data_dir, api_keys=tuple(args.api_key) if args.api_key else None,
-        max_upload_mb=args.max_upload_mb, max_video_frames=args.max_video_frames,
-        max_sessions=args.max_sessions, session_ttl_seconds=args.session_ttl,
-        max_sessions_per_key=args.max_sessions_per_key, max_jobs_per_key=args.max_jobs_per_key,
-        public_url=args.public_url, shutdown_grace_seconds=args.shutdown_grace,
-        max_objects=args.max_objects, max_points=args.max_points,
-        max_image_pixels=args.max_image_pixels, max_frame_objects=args.max_frame_objects,
-        workers=args.workers, queue_size=args.queue_size,
+        detector=args.detector, data_dir=args.data_dir,
+        api_keys=tuple(args.api_key) if args.api_key else None, **tabled,
     )  # fmt: skip
 
 

@@ -69,6 +69,8 @@ SERVER_SETTINGS = {
     "max_frames": "--max-video-frames",
     "max_frame_objects": "--max-frame-objects",
     "max_upload_bytes": "--max-upload-mb",
+    "max_json_depth": "--max-json-depth",
+    "max_json_bytes": "--max-json-bytes",
 }
 
 
@@ -97,7 +99,8 @@ def check_json_text(text: str | bytes, limits: Limits, field: str) -> None:
             depth += 1
             if depth > limits.max_json_depth:
                 raise LimitExceededError(
-                    f"{field}: JSON nested deeper than {limits.max_json_depth} levels",
+                    f"{field}: JSON nested deeper than {limits.max_json_depth} levels (the "
+                    "max_json_depth limit raises it)",
                     limit="max_json_depth", field=field,
                 )  # fmt: skip
         elif byte in (0x5D, 0x7D):  # ] }

@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import FrameType
 
@@ -35,6 +36,11 @@ MIN_SWEEP_SECONDS = 1.0
 MAX_SWEEP_SECONDS = 60.0
 # multipart framing and form fields beside the file: a little slack over the upload limit
 BODY_SLACK_BYTES = 1 << 20
+DESCRIPTION = (
+    "Segment and track anything in images and videos (SAM 2). Masks are COCO RLE; "
+    'errors are `{"error": {"code", "message", "field"}}`; when the server has '
+    "API keys, send `Authorization: Bearer <key>`."
+)
 
 
 def sweep_interval(ttl_seconds: float) -> float:
@@ -49,38 +55,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     ephemeral = settings.data_dir is None  # nothing can restart from a fresh cache folder
     settings = settings.resolved()
     context = ServerContext.create(settings, ephemeral=ephemeral)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async def sweeper() -> None:
-            while True:
-                await asyncio.sleep(sweep_interval(settings.session_ttl_seconds))
-                try:
-                    await run_in_threadpool(context.sweep)
-                except Exception:  # a failed sweep must not stop the next one
-                    log.exception("session sweep failed")
-
-        restored, removed = await run_in_threadpool(context.recover)
-        if restored or any(removed.values()):
-            log.info("start-up: %d session(s) restored; removed %s", restored, removed)
-        task = asyncio.create_task(sweeper())
-        try:
-            yield
-        finally:
-            task.cancel()
-            await run_in_threadpool(context.close)
-
     app = FastAPI(
         docs_url=None,  # served from the app's own files: see masklet.server.docs
         redoc_url=None,
         title="masklet",
         version=__version__,
-        description=(
-            "Segment and track anything in images and videos (SAM 2). Masks are COCO RLE; "
-            'errors are `{"error": {"code", "message", "field"}}`; when the server has '
-            "API keys, send `Authorization: Bearer <key>`."
-        ),
-        lifespan=lifespan,
+        description=DESCRIPTION,
+        lifespan=_lifespan(context),
     )
     app.state.context = context
     install_error_handlers(app, settings.retry_after_seconds)
@@ -89,16 +70,50 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         shown_bytes=settings.max_upload_bytes, limits=settings.limits,
         file_paths=(predictions.PATH,),
     )  # fmt: skip
+    _install_routes(app)
+    return app
+
+
+def _lifespan(context: ServerContext) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up (restore sessions, sweep leftovers, start the periodic sweep) and shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        restored, removed = await run_in_threadpool(context.recover)
+        if restored or any(removed.values()):
+            log.info("start-up: %d session(s) restored; removed %s", restored, removed)
+        task = asyncio.create_task(_sweeper(context))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await run_in_threadpool(context.close)
+
+    return lifespan
+
+
+async def _sweeper(context: ServerContext) -> None:
+    """Delete expired sessions and links, forever (until cancelled)."""
+    while True:
+        await asyncio.sleep(sweep_interval(context.settings.session_ttl_seconds))
+        try:
+            await run_in_threadpool(context.sweep)
+        except Exception:  # a failed sweep must not stop the next one
+            log.exception("session sweep failed")
+
+
+def _install_routes(app: FastAPI) -> None:
+    """The API routers, the schema and `/docs`, the web page and its files."""
     for module in (health, images, sessions, tracking, text, predictions):
         app.include_router(module.router)
-    install_docs(app, extra_schemas=predictions.SCHEMAS)
+    keys = bool(app.state.context.settings.api_keys)
+    install_docs(app, extra_schemas=predictions.SCHEMAS, keys_required=keys)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return app
 
 
 def serve(app: FastAPI, settings: ServerSettings, log_level: str = "info") -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from masklet.pipelines.limits import LimitExceededError, Limits, check_json_text
-from masklet.server.errors import error_response
+from masklet.server.errors import PayloadTooLargeError, limit_error
 
 FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -63,6 +64,9 @@ class BodyLimitMiddleware:
         self.limits = limits
         self.file_paths = file_paths
 
+    def _too_large(self) -> JSONResponse:
+        return PayloadTooLargeError(upload_limit_message(self.shown_bytes)).response()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -70,10 +74,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = error_response(
-                413, "payload_too_large", upload_limit_message(self.shown_bytes)
-            )
-            await response(scope, receive, send)
+            await self._too_large()(scope, receive, send)
             return
         content_type = headers.get(b"content-type", b"").lower()
         if scope["method"] in BODY_METHODS and not content_type.startswith(FORM_TYPES):
@@ -105,10 +106,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                response = error_response(
-                    413, "payload_too_large", upload_limit_message(self.shown_bytes)
-                )
-                await response(scope, receive, send)
+                await self._too_large()(scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -120,8 +118,7 @@ class BodyLimitMiddleware:
             else:
                 check_json_body(data, self.limits, "body", sized=sized)
         except LimitExceededError as error:
-            response = error_response(413, "limit_exceeded", str(error), field=error.field)
-            await response(scope, receive, send)
+            await limit_error(error).response()(scope, receive, send)
             return
         replayed = False
 

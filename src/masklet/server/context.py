@@ -140,11 +140,28 @@ class FileStore:
         directory.mkdir()
         return directory
 
-    def register(self, path: Path, owned_dir: Path | None = None) -> str:
-        token = secrets.token_urlsafe(FILE_TOKEN_BYTES)
+    @staticmethod
+    def new_token() -> str:
+        return secrets.token_urlsafe(FILE_TOKEN_BYTES)
+
+    def register(
+        self,
+        path: Path,
+        owned_dir: Path | None = None,
+        *,
+        token: str | None = None,
+        age_seconds: float = 0.0,
+    ) -> str:
+        """The download link of `path` (under `token`: a link restored after a restart, as
+        old as `age_seconds`; else a new token)."""
+        token = token or self.new_token()
         with self._lock:
-            self._entries[token] = _FileEntry(path, time.monotonic(), owned_dir)
+            self._entries[token] = _FileEntry(path, time.monotonic() - age_seconds, owned_dir)
         return f"/v1/files/{token}/{path.name}"
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._entries.pop(token, None)
 
     def lookup(self, token: str, name: str) -> Path | None:
         with self._lock:
@@ -228,8 +245,10 @@ class ServerContext:
 
     def recover(self) -> tuple[int, dict[str, int]]:
         """On start: remove what a previous run left behind (`.partial` files, stale uploads,
-        dead download folders, expired sessions) and rebuild its live sessions. Returns how
+        dead download folders, expired sessions) and rebuild its live sessions, with their
+        export links. Returns how
         many sessions were restored and what was removed."""
+        from masklet.server.exports import restore_export_links
         from masklet.server.persist import replay, sweep_data_dir
 
         keep, removed = sweep_data_dir(self.data_dir, self.settings.session_ttl_seconds)
@@ -237,7 +256,10 @@ class ServerContext:
         for directory in keep:
             try:
                 predictor = self.models.video_predictor()  # loads the model: only if needed
-                self.sessions.restore(directory, predictor.init_state, partial(replay, predictor))
+                session = self.sessions.restore(
+                    directory, predictor.init_state, partial(replay, predictor)
+                )
+                restore_export_links(self.files, session)
                 restored += 1
             except Exception:
                 log.exception("cannot restore session %s: deleting it", directory.name)

@@ -31,7 +31,8 @@ log = logging.getLogger("masklet.server")
 
 
 class ApiError(Exception):
-    """An error with an HTTP status, raised by the server's own code."""
+    """An error with an HTTP status, raised by the server's own code; `response()` is the
+    JSON answer every error gets."""
 
     def __init__(
         self,
@@ -48,6 +49,12 @@ class ApiError(Exception):
         self.field = field
         self.headers = headers or {}
 
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return JSONResponse({"error": body}, status_code=self.status, headers=self.headers)
+
 
 class PayloadTooLargeError(ApiError):
     def __init__(self, message: str) -> None:
@@ -59,17 +66,16 @@ class UnauthorizedError(ApiError):
         super().__init__(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    field: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field is not None:
-        body["field"] = field
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+# masklet's typed errors -> (status, code); the first match wins, so subclasses come first.
+# A LimitExceededError (an InvalidInputError) is a 413 of its own: see `limit_error`.
+MASKLET_STATUSES: tuple[tuple[type[MaskletError], int, str], ...] = (
+    (SessionNotFoundError, 404, "not_found"),
+    (BusyError, 429, "busy"),
+    (InvalidPromptError, 422, "invalid_prompt"),
+    (InvalidInputError, 422, "invalid_input"),
+    (CheckpointError, 503, "model_unavailable"),
+)
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -97,66 +103,76 @@ def busy_headers(retry_after: int) -> dict[str, str]:
     return {"Retry-After": str(retry_after)}
 
 
+def masklet_api_error(error: MaskletError, retry_after: int) -> ApiError:
+    """The answer to a masklet error: its status by type (`MASKLET_STATUSES`), else 400."""
+    if isinstance(error, LimitExceededError):
+        return limit_error(error)
+    for kind, status, code in MASKLET_STATUSES:
+        if isinstance(error, kind):
+            headers = busy_headers(retry_after) if status == 429 else None
+            field = error.field if status == 422 else None
+            return ApiError(status, code, str(error), field, headers)
+    return ApiError(400, "bad_request", str(error))
+
+
+async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)  # registered for ApiError only
+    return exc.response()
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, (RequestValidationError, ValidationError))
+    return validation_error(exc).response()
+
+
+async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    return ApiError(
+        exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+    ).response()
+
+
+async def _on_cancelled(_: Request, exc: Exception) -> JSONResponse:
+    # the client left (nobody reads this) or the server is shutting down
+    return ApiError(503, "cancelled", "the job was cancelled (the server is stopping or the "
+                    "request was abandoned); retry").response()  # fmt: skip
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return ApiError(500, "internal", f"internal error: {type(exc).__name__}").response()
+
+
 def install_error_handlers(app: FastAPI, retry_after: int) -> None:
-    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)  # registered for ApiError only
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+    """Every error answers `{"error": {...}}`; a busy server says when to retry."""
 
     async def on_masklet_error(_: Request, exc: Exception) -> JSONResponse:
-        message = str(exc)
-        if isinstance(exc, SessionNotFoundError):
-            return error_response(404, "not_found", message)
-        if isinstance(exc, BusyError):
-            return error_response(429, "busy", message, headers=busy_headers(retry_after))
-        if isinstance(exc, LimitExceededError):
-            return error_response(413, "limit_exceeded", _server_words(exc), field=exc.field)
-        if isinstance(exc, InvalidPromptError):
-            return error_response(422, "invalid_prompt", message, field=getattr(exc, "field", None))
-        if isinstance(exc, InvalidInputError):
-            return error_response(422, "invalid_input", message, field=getattr(exc, "field", None))
-        if isinstance(exc, CheckpointError):
-            return error_response(503, "model_unavailable", message)
-        return error_response(400, "bad_request", message)
+        assert isinstance(exc, MaskletError)
+        return masklet_api_error(exc, retry_after).response()
 
-    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, (RequestValidationError, ValidationError))
-        return await on_api_error(request, validation_error(exc))
-
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-        return error_response(
-            exc.status_code,
-            codes.get(exc.status_code, "http_error"),
-            str(exc.detail),
-            headers=dict(exc.headers or {}),
-        )
-
-    async def on_cancelled(_: Request, exc: Exception) -> JSONResponse:
-        # the client left (nobody reads this) or the server is shutting down
-        return error_response(503, "cancelled", "the job was cancelled (the server is stopping "
-                              "or the request was abandoned); retry")  # fmt: skip
-
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "internal", f"internal error: {type(exc).__name__}")
-
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(MaskletError, on_masklet_error)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(ValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(CancelledError, on_cancelled)
-    app.add_exception_handler(Exception, on_unexpected)
+    handlers = {
+        ApiError: _on_api_error, MaskletError: on_masklet_error,
+        RequestValidationError: _on_validation, ValidationError: _on_validation,
+        StarletteHTTPException: _on_http, CancelledError: _on_cancelled,
+        Exception: _on_unexpected,
+    }  # fmt: skip
+    for kind, handler in handlers.items():
+        app.add_exception_handler(kind, handler)
 
 
-def _server_words(error: LimitExceededError) -> str:
-    """A limit's message naming the server setting that raises it."""
+def server_words(error: LimitExceededError) -> str:
+    """A limit's message naming the `masklet serve` flag that raises it."""
     setting = SERVER_SETTINGS.get(error.limit)
     message = str(error)
     if setting is None:
         return message
     return message.replace(f"the {error.limit} limit", f"masklet serve {setting}")
+
+
+def limit_error(error: LimitExceededError) -> ApiError:
+    """413 naming the limit, the value asked for and the flag that raises it."""
+    return ApiError(413, "limit_exceeded", server_words(error), field=error.field)
 
 
 def with_field(error: MaskletError, field: str) -> MaskletError:

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from masklet.io.atomic import atomic_output
 from masklet.io.records import FrameRecord
 from masklet.pipelines.control import NEVER, CancelToken
 from masklet.pipelines.requests import VideoOutputs
 from masklet.pipelines.video import export_records
+from masklet.server.persist import EXPORTS_DIR, read_exports, remember_export
 from masklet.server.sessions import UPLOAD_NAME, ServerSession
+
+if TYPE_CHECKING:
+    from masklet.server.context import FileStore
 
 EXPORT_NAMES = {"mp4": "overlay.mp4", "png_zip": "id_masks.zip", "coco": "masks_coco.json"}
 
@@ -33,7 +39,7 @@ def export_session(
     cancel: CancelToken = NEVER,
 ) -> Path:
     """Write the export `fmt` ("mp4", "png_zip" or "coco"); returns its path."""
-    directory = session.directory / "exports"
+    directory = session.directory / EXPORTS_DIR
     directory.mkdir(exist_ok=True)
     path = directory / EXPORT_NAMES[fmt]
     frames = _LockedFrames(session)
@@ -54,6 +60,29 @@ def export_session(
         outputs = VideoOutputs(json=path)
         export_records(_records(session, None, every=False), outputs, frames, cancel=cancel)
     return path
+
+
+def publish_export(files: FileStore, session: ServerSession, path: Path) -> str:
+    """A download link for an export, kept in the session's folder so that it answers after
+    a restart (call with the session's lock held: the links file is rewritten)."""
+    token = files.new_token()
+    link = files.register(path, token=token)
+    for dropped in remember_export(session.directory, token, path.name):
+        files.forget(dropped)
+    return link
+
+
+def restore_export_links(files: FileStore, session: ServerSession) -> int:
+    """Register again the export links of a restored session (those whose file is there);
+    returns how many."""
+    now, restored = time.time(), 0
+    for entry in read_exports(session.directory):
+        path = session.directory / EXPORTS_DIR / entry["name"]
+        if entry["name"] in EXPORT_NAMES.values() and path.is_file():
+            age = max(0.0, now - entry["created_unix"])
+            files.register(path, token=entry["token"], age_seconds=age)
+            restored += 1
+    return restored
 
 
 def _records(

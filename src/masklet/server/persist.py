@@ -8,13 +8,15 @@ A session folder `<data_dir>/sessions/<id>/` holds:
   object, a name), appended and fsynced before the request answers; a torn last line (a kill
   mid-write) is ignored;
 - `masks/NNNNNN.json`: the latest masks of frame N (COCO RLE records as the API sends them),
-  each written atomically when the frame's masks change (prompts and every propagated frame).
+  each written atomically when the frame's masks change (prompts and every propagated frame);
+- `exports/`: the exported files, and `exports.json`: their download links (token, file name,
+  creation time; the newest `MAX_EXPORT_LINKS`), rewritten atomically with each export.
 
 On start, `sweep_data_dir` removes what no one can use (`.partial` outputs of interrupted
 writes, uploads of requests that never finished, download folders whose links died with the
 process, expired or unreadable sessions); the store then rebuilds each remaining session:
-the prompts log is replayed on a fresh tracking state (so tracking can go on), and the stored
-masks are served as they are.
+the prompts log is replayed on a fresh tracking state (so tracking can go on), the stored
+masks are served as they are, and the export links answer again.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ log = logging.getLogger("masklet.server")
 META_NAME = "session.json"
 JOURNAL_NAME = "prompts.jsonl"
 MASKS_DIR = "masks"
+EXPORTS_DIR = "exports"
+EXPORT_LINKS_NAME = "exports.json"
+MAX_EXPORT_LINKS = 64  # per session: older links are forgotten (their file is the same)
 PARTIAL_MARK = ".partial"  # masklet.io.atomic and the folder sinks stage under such names
 UPLOAD_PREFIX = "upload-"  # masklet.server.uploads.scratch_file
 
@@ -91,6 +96,30 @@ def read_frame_masks(directory: Path) -> dict[int, dict[int, ObjectMask]]:
             continue
         out[int(path.stem)] = {r.id: r for r in records}
     return out
+
+
+def remember_export(directory: Path, token: str, name: str) -> list[str]:
+    """Add an export's download link to the session's `exports.json` (atomically); returns
+    the tokens of the links dropped to keep the newest `MAX_EXPORT_LINKS`."""
+    entries = read_exports(directory)
+    entries.append({"token": token, "name": name, "created_unix": time.time()})
+    write_json(directory / EXPORT_LINKS_NAME, entries[-MAX_EXPORT_LINKS:])
+    return [entry["token"] for entry in entries[:-MAX_EXPORT_LINKS]]
+
+
+def read_exports(directory: Path) -> list[dict[str, Any]]:
+    """The session's export links, oldest first (malformed entries skipped)."""
+    try:
+        data = json.loads((directory / EXPORT_LINKS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, list):
+        return []
+    return [
+        entry for entry in data
+        if isinstance(entry, dict) and isinstance(entry.get("token"), str)
+        and isinstance(entry.get("name"), str) and isinstance(entry.get("created_unix"), float)
+    ]  # fmt: skip
 
 
 def replay(predictor: Any, video: Any, entries: list[dict[str, Any]]) -> None:

@@ -57,6 +57,8 @@ class ServerSettings:
     max_objects / max_points / max_image_pixels / max_frame_objects: the pipeline `Limits` of
         every request (objects, clicks per object, pixels of an image or frame, frames x
         objects of a video job).
+    max_json_depth / max_json_bytes: nesting and size of a JSON body or JSON form field
+        (checked before parsing; `/predictions` bodies, which may carry a file, only for depth).
     max_sessions: open video sessions at once; max_sessions_per_key: of those, how many one
         API key may hold (so one key cannot lock the others out); session_ttl_seconds: idle
         time before a session and its files are deleted.
@@ -90,6 +92,8 @@ class ServerSettings:
     max_points: int = 512
     max_image_pixels: int = 50_000_000
     max_frame_objects: int = 1_000_000
+    max_json_depth: int = 32
+    max_json_bytes: int = 1_000_000
     session_ttl_seconds: float = 900.0
     public_url: str | None = None
     shutdown_grace_seconds: float = 10.0
@@ -111,6 +115,7 @@ class ServerSettings:
             max_objects=self.max_objects, max_points_per_object=self.max_points,
             max_image_pixels=self.max_image_pixels, max_frames=self.max_video_frames,
             max_frame_objects=self.max_frame_objects, max_upload_bytes=self.max_upload_bytes,
+            max_json_depth=self.max_json_depth, max_json_bytes=self.max_json_bytes,
         )  # fmt: skip
 
     @property
@@ -134,6 +139,7 @@ class ServerSettings:
             "max_upload_mb", "max_video_frames", "max_sessions", "workers", "queue_size",
             "max_sessions_per_key", "max_jobs_per_key",
             "max_objects", "max_points", "max_image_pixels", "max_frame_objects",
+            "max_json_depth", "max_json_bytes",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
@@ -190,6 +196,8 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "max_points": int,
     "max_image_pixels": int,
     "max_frame_objects": int,
+    "max_json_depth": int,
+    "max_json_bytes": int,
     "session_ttl_seconds": float,
     "workers": int,
     "queue_size": int,

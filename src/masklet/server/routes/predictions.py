@@ -18,7 +18,7 @@ import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,6 +31,10 @@ from masklet.server.errors import ApiError, PayloadTooLargeError, validation_err
 from masklet.server.jobs import Job
 from masklet.server.routes.common import ERROR_RESPONSES
 from masklet.server.uploads import save_upload
+
+if TYPE_CHECKING:
+    from masklet.pipelines.requests import VideoOutputs
+    from masklet.prompts import ParsedPrompts
 
 router = APIRouter(tags=["replicate"], responses=ERROR_RESPONSES)
 VIDEO_NAME = "input.video"
@@ -181,33 +185,17 @@ async def predict(
 def _run(ctx: ServerContext, directory: Path, inputs: PredictionInput, job: Job) -> list[Path]:
     """The prediction as a pipeline video request: clicks -> objects, tracked both ways from
     the first clicked frame, written as one MP4 or one image per output frame."""
-    from masklet.pipelines.requests import VideoOutputs, VideoRequest
+    from masklet.pipelines.requests import VideoRequest
     from masklet.pipelines.video import prepare_video, track_video
-    from masklet.prompts import parse_click_strings
     from masklet.server.sessions import sniff_video
 
     video_path = directory / VIDEO_NAME
-    try:
-        parsed = parse_click_strings(
-            inputs.click_coordinates, inputs.click_labels, inputs.click_frames,
-            inputs.click_object_ids or None,
-        )  # fmt: skip
-    except MaskletError as error:
-        name = next((n for n in CLICK_FIELDS if str(error).startswith(n)), CLICK_FIELDS[0])
-        raise with_field(error, f"input.{error.field or name}") from None
+    clicks = _clicks(inputs)
     try:
         sniff_video(video_path)
-        outputs = VideoOutputs(
-            overlay=directory / "output.mp4" if inputs.output_video else None,
-            frames_dir=None if inputs.output_video else directory / "frames",
-            frame_format=inputs.output_format, frame_quality=max(1, inputs.output_quality),
-            mask_type=inputs.mask_type, output_frame_interval=inputs.output_frame_interval,
-            overlay_fps=float(inputs.video_fps) if inputs.output_video else None,
-            keep_audio=False,
-        )  # fmt: skip
         request = VideoRequest(
-            source=video_path, prompts=parsed.prompts, names=parsed.names, direction="both",
-            outputs=outputs, limits=ctx.limits,
+            source=video_path, prompts=clicks.prompts, names=clicks.names, direction="both",
+            outputs=_outputs(directory, inputs), limits=ctx.limits,
         )  # fmt: skip
         prepared = prepare_video(request)
     except MaskletError as error:
@@ -219,6 +207,34 @@ def _run(ctx: ServerContext, directory: Path, inputs: PredictionInput, job: Job)
     finally:
         prepared.close()
     return summary.outputs
+
+
+def _clicks(inputs: PredictionInput) -> ParsedPrompts:
+    """The click strings as prompts; an error names the `input.click_*` field it is about."""
+    from masklet.prompts import parse_click_strings
+
+    try:
+        return parse_click_strings(
+            inputs.click_coordinates, inputs.click_labels, inputs.click_frames,
+            inputs.click_object_ids or None,
+        )  # fmt: skip
+    except MaskletError as error:
+        name = next((n for n in CLICK_FIELDS if str(error).startswith(n)), CLICK_FIELDS[0])
+        raise with_field(error, f"input.{error.field or name}") from None
+
+
+def _outputs(directory: Path, inputs: PredictionInput) -> VideoOutputs:
+    """One overlay MP4 (`output_video`) or a folder of frames, in the prediction's folder."""
+    from masklet.pipelines.requests import VideoOutputs
+
+    return VideoOutputs(
+        overlay=directory / "output.mp4" if inputs.output_video else None,
+        frames_dir=None if inputs.output_video else directory / "frames",
+        frame_format=inputs.output_format, frame_quality=max(1, inputs.output_quality),
+        mask_type=inputs.mask_type, output_frame_interval=inputs.output_frame_interval,
+        overlay_fps=float(inputs.video_fps) if inputs.output_video else None,
+        keep_audio=False,
+    )  # fmt: skip
 
 
 def _tag(error: MaskletError, video_path: Path) -> MaskletError:

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body
@@ -18,7 +19,7 @@ from masklet.pipelines.validation import check_prompts
 from masklet.pipelines.video import planned_frames, propagate_records
 from masklet.server.context import Context, Owner, ServerContext
 from masklet.server.errors import with_field
-from masklet.server.exports import export_session
+from masklet.server.exports import export_session, publish_export
 from masklet.server.jobs import Job, JobCancelledError
 from masklet.server.persist import prompt_entry
 from masklet.server.routes.common import ERROR_RESPONSES
@@ -180,7 +181,7 @@ async def propagate(
 
     def tracked() -> None:
         try:
-            _propagation(predictor, session, body, (start, total), job, emit)
+            _Propagation(predictor, session, body, start, total, job, emit).run()
         finally:
             ctx.pool.untrack(job)
 
@@ -199,47 +200,59 @@ async def propagate(
     return _CancellingStream(stream(), job)
 
 
-def _propagation(
-    predictor: VideoPredictor,
-    session: ServerSession,
-    body: PropagateRequest,
-    plan: tuple[int, int],
-    job: Job,
-    emit: Callable[[str | None], None],
-) -> None:
+@dataclass
+class _Propagation:
     """The propagation job: each frame's records kept and sent as a `frame` event, then one
     `done`, `cancelled` or `error` event, then None (the end of the stream)."""
-    (start, total), done, began = plan, 0, time.monotonic()
-    try:
-        job.check()  # the client may have left while the job waited for a worker
-        session.acquire()
-    except (JobCancelledError, MaskletError) as error:
-        emit(_end_event(error, done))
-        emit(None)
-        return
-    session.job = job
-    try:
-        records = propagate_records(
-            predictor, session.video, direction=body.direction, start=start,
-            max_frames=body.max_frames, cancel=job,
-        )  # fmt: skip
-        for record in records:
-            objects = session.store(record)
-            done += 1
-            event = FrameEvent(
-                frame=record.frame_idx, time=record.time, done=done, total=total, objects=objects
-            )
-            emit(sse("frame", event.model_dump(mode="json")))
-        emit(sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)}))
-    except (JobCancelledError, MaskletError) as error:
-        emit(_end_event(error, done))
-    except Exception:  # the stream has started: report in-band, keep the server up
-        log.exception("propagation failed")
-        emit(sse("error", {"code": "internal", "message": "propagation failed"}))
-    finally:
-        session.job = None
-        session.lock.release()
-        emit(None)
+
+    predictor: VideoPredictor
+    session: ServerSession
+    body: PropagateRequest
+    start: int
+    total: int  # frames it will visit
+    job: Job
+    emit: Callable[[str | None], None]
+
+    def run(self) -> None:
+        session = self.session
+        try:
+            self.job.check()  # the client may have left while the job waited for a worker
+            session.acquire()
+        except (JobCancelledError, MaskletError) as error:
+            self.emit(_end_event(error, 0))
+            self.emit(None)
+            return
+        session.job = self.job
+        try:
+            self.emit(self._track())
+        finally:
+            session.job = None
+            session.lock.release()
+            self.emit(None)
+
+    def _track(self) -> str:
+        """Track (holding the session), emitting a `frame` event per frame; returns the
+        closing `done`, `cancelled` or `error` event."""
+        done, began = 0, time.monotonic()
+        try:
+            records = propagate_records(
+                self.predictor, self.session.video, direction=self.body.direction,
+                start=self.start, max_frames=self.body.max_frames, cancel=self.job,
+            )  # fmt: skip
+            for record in records:
+                objects = self.session.store(record)
+                done += 1
+                event = FrameEvent(
+                    frame=record.frame_idx, time=record.time, done=done, total=self.total,
+                    objects=objects,
+                )  # fmt: skip
+                self.emit(sse("frame", event.model_dump(mode="json")))
+        except (JobCancelledError, MaskletError) as error:
+            return _end_event(error, done)
+        except Exception:  # the stream has started: report in-band, keep the server up
+            log.exception("propagation failed")
+            return sse("error", {"code": "internal", "message": "propagation failed"})
+        return sse("done", {"frames": done, "seconds": round(time.monotonic() - began, 3)})
 
 
 def _end_event(error: BaseException, done: int) -> str:
@@ -318,18 +331,17 @@ async def export(
     owner: Owner,
 ) -> ExportResult:
     """Write the session's masks as an overlay MP4, a zip of id PNGs or COCO JSON; returns a
-    download link (valid while the session lives)."""
+    download link (valid while the session lives, across restarts)."""
     session = ctx.sessions.get(session_id, owner)
     if not any(session.masks.values()):
         raise with_field(
             InvalidInputError("nothing to export yet: add prompts and propagate first"), "format"
         )
     job = Job()
-    path = await run_locked(
-        ctx, session,
-        lambda: export_session(session, body.format, body.rgb_colors(), body.alpha, job),
-        job,
-    )  # fmt: skip
-    return ExportResult(
-        format=body.format, url=ctx.link(ctx.files.register(path)), frames=session.num_frames
-    )
+
+    def work() -> str:
+        path = export_session(session, body.format, body.rgb_colors(), body.alpha, job)
+        return publish_export(ctx.files, session, path)  # a link that survives a restart
+
+    link = await run_locked(ctx, session, work, job)
+    return ExportResult(format=body.format, url=ctx.link(link), frames=session.num_frames)

@@ -1,0 +1,167 @@
+"""Issue 17: stateful Schemathesis over the session routes. Scenarios follow the schema's OpenAPI
+links (`masklet.server.links`): a session is created from a real uploaded video, its id flows
+into prompts, propagation, masks, frames, export, renames and deletion, with generated (valid
+and invalid) bodies. Seeded and bounded: 0 responses 5xx, 0 undocumented status codes, 0
+schema or content-type violations, no session missing after creation or alive after deletion."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, settings
+
+from masklet.modeling.sam2 import SAM2Model
+from masklet.server.app import create_app
+from masklet.server.settings import ServerSettings
+from tests.server.conftest import FRAMES, HEIGHT, WIDTH
+from tests.server.test_schemathesis import CHECKS
+from tests.server.test_text_api import squares
+
+schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis")
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    ensure_resource_availability,
+    use_after_free,
+)
+
+# the per-operation checks, plus two over sequences: a created session answers at once, a
+# deleted one answers 404 everywhere
+STATEFUL_CHECKS = [*CHECKS, ensure_resource_availability, use_after_free]
+
+SCENARIOS = 60  # hypothesis examples of the state machine: the run stays well under 90 s
+STEPS = 10  # requests at most per scenario
+CREATE = "POST /v1/sessions"
+FRAME_FIELDS = ("frame", "start_frame")
+
+
+def onto_video(body: Any) -> Any:
+    """Fold a generated body's well-typed frame indices and click / box coordinates into the
+    uploaded video (5 frames of 64x48), so valid bodies reach the model instead of stopping at
+    "frame 413 is outside the video", and give a frame prompt without clicks or box one click;
+    anything else (wrong types, negatives, extra fields) goes as generated."""
+    if not isinstance(body, dict):
+        return body
+    folded = dict(body)
+    for name in FRAME_FIELDS:
+        if type(folded.get(name)) is int and folded[name] >= 0:
+            folded[name] %= FRAMES
+    object_id = folded.get("object_id")
+    clickless = folded.get("points", folded.get("box")) is None
+    if "frame" in folded and type(object_id) is int and clickless:
+        folded["points"] = [[object_id * 7, object_id * 5]]  # one click, where the id says
+    points = folded.get("points")
+    if isinstance(points, list) and all(_pair(p) for p in points):
+        folded["points"] = [[x % WIDTH, y % HEIGHT] for x, y in points]
+        labels = folded.get("labels")
+        if isinstance(labels, list) and all(type(v) is int for v in labels):
+            folded["labels"] = [v % 2 for v in labels]
+    box = folded.get("box")
+    if isinstance(box, list) and len(box) == 4 and _pair(box[:2]) and _pair(box[2:]):
+        x0, y0, x1, y1 = (v % size for v, size in zip(box, (WIDTH, HEIGHT) * 2, strict=True))
+        folded["box"] = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+    return folded
+
+
+def _pair(value: Any) -> bool:
+    """A list of two finite numbers (not booleans)."""
+    return (
+        isinstance(value, list) and len(value) == 2
+        and all(type(v) in (int, float) and math.isfinite(v) for v in value)
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stateful_app(tiny_model: SAM2Model, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    data: Path = tmp_path_factory.mktemp("stateful")
+    return create_app(ServerSettings(
+        data_dir=data, model_factory=lambda _: tiny_model, detector_factory=lambda _: squares(),
+    ))  # fmt: skip
+
+
+def test_openapi_links_carry_the_session_id(stateful_app: FastAPI) -> None:
+    """The created session's id feeds every session route; a frame's first object feeds the
+    object routes (each link names an existing operation)."""
+    schema = TestClient(stateful_app).get("/openapi.json").json()
+    operations = {
+        op["operationId"]: path for path, ops in schema["paths"].items() for op in ops.values()
+    }
+    links = schema["paths"]["/v1/sessions"]["post"]["responses"]["201"]["links"]
+    targets = {operations[link["operationId"]] for link in links.values()}
+    session_paths = {path for path in schema["paths"] if "{session_id}" in path}
+    assert targets == session_paths
+    assert {link["parameters"]["session_id"] for link in links.values()} == {"$response.body#/id"}
+    after_prompt = schema["paths"]["/v1/sessions/{session_id}/prompts"]["post"]["responses"]["200"]
+    for link in after_prompt["links"].values():  # the same session goes on; objects by id
+        assert link["parameters"]["session_id"] == "$request.path.session_id"
+        if "{object_id}" in operations[link["operationId"]]:
+            assert link["parameters"]["object_id"] == "$response.body#/objects/0/id"
+    assert {operations[link["operationId"]] for link in after_prompt["links"].values()} == (
+        session_paths
+    )
+
+
+def test_session_routes_statefully(stateful_app: FastAPI, video_bytes: bytes) -> None:
+    """Seeded scenarios over linked session operations on real uploads."""
+    api = schemathesis.openapi.from_asgi("/openapi.json", stateful_app).include(
+        path_regex="^/v1/sessions"
+    )
+    statuses: Counter[tuple[str, int]] = Counter()
+    client = TestClient(stateful_app)
+
+    class Workflow(api.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            self.created: list[str] = []
+
+        def before_call(self, case: Any) -> None:
+            if case.operation.label == CREATE:  # always a real video: the session opens
+                case.body = {"video": video_bytes}  # (random uploads: test_schemathesis.py)
+            elif "{session_id}" in case.operation.path:
+                case.body = onto_video(case.body)
+                index = case.path_parameters.get("index")
+                if type(index) is int and index >= 0:
+                    case.path_parameters["index"] = index % FRAMES
+
+        def after_call(self, response: Any, case: Any) -> None:
+            super().after_call(response, case)
+            statuses[case.operation.label, response.status_code] += 1
+            if case.operation.label == CREATE and response.status_code == 201:
+                self.created.append(response.json()["id"])
+
+        def validate_response(self, response: Any, case: Any, *_: Any, **kwargs: Any) -> None:
+            case.validate_response(
+                response,
+                checks=STATEFUL_CHECKS,
+                transport_kwargs=kwargs or None,
+                recorder=self.recorder,
+            )
+
+        def teardown(self) -> None:  # the session quota is not what this test probes
+            for session_id in self.created:
+                client.delete(f"/v1/sessions/{session_id}")
+
+    Workflow.run(settings=settings(
+        max_examples=SCENARIOS, stateful_step_count=STEPS, derandomize=True, database=None,
+        deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate],
+    ))  # fmt: skip
+    cases = sum(statuses.values())
+    operations = {label for label, _ in statuses}
+    session_ok = {
+        label for (label, status), n in statuses.items()
+        if "{session_id}" in label and status < 300
+    }  # fmt: skip
+    print(
+        f"\nschemathesis stateful: {SCENARIOS} scenarios, {len(operations)} operations, "
+        f"{cases} cases, 0 failures; answered 2xx on a real session: {sorted(session_ok)}"
+    )
+    print("statuses:", dict(sorted(statuses.items())))
+    assert statuses[CREATE, 201] > 0
+    # the links were followed: operations succeeded on sessions they did not create
+    assert {
+        "POST /v1/sessions/{session_id}/prompts", "POST /v1/sessions/{session_id}/propagate",
+        "GET /v1/sessions/{session_id}", "GET /v1/sessions/{session_id}/masks/{index}",
+    } <= session_ok  # fmt: skip
