@@ -422,7 +422,7 @@ def load_model(
     detected from its tensors unless `config` is given. `backend`: "pytorch" or
     "onnxruntime" (default: whichever `name_or_path` is for).
     """
-    from masklet.backends import load_onnx_model, onnx_folder_for
+    from masklet.backends.onnxruntime import load_onnx_model, onnx_folder_for
 
     if onnx_folder_for(name_or_path, backend) is not None:
         return load_onnx_model(name_or_path, config=config, device=device)

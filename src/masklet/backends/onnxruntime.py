@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from masklet.backends import BACKENDS
 from masklet.config import ModelConfig
 from masklet.errors import CheckpointError, InvalidInputError
 from masklet.export.onnx import LOOP_WEIGHTS_NAME, MANIFEST_NAME
@@ -37,7 +38,6 @@ from masklet.modeling.position import PositionEmbeddingSine
 from masklet.modeling.sam2 import SAM2Model
 
 # the graphs the backend runs, by the submodule each replaces
-BACKENDS = ("pytorch", "onnxruntime")
 GRAPHS = {
     "image_encoder": "image_encoder",
     "sam_mask_decoder": "mask_decoder",

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "the memory encoder as fp32 ONNX files checked with onnx.checker, with manifest.json "
         "(model config, input and output names and shapes). Needs `pip install masklet[onnx]`.",
     )
-    add_model_options(o)
+    add_model_options(o, backend=False)  # exports start from PyTorch weights
     o.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
     o.add_argument(
         "--image-size",
