@@ -47,6 +47,13 @@ from masklet.video.predictor import VideoPredictor
 VISIBLE_BIAS = 10.0  # added to the object-score logit: objects stay visible on random weights
 IMAGE_CLICKS = ((0.35, 0.4), (0.6, 0.55), (0.5, 0.25))  # fractions of the image's (x, y)
 OBJECT_COUNTS = (1, 4)
+SIZE_FLAGS = {
+    "image-size": "model input side",
+    "frames": "propagated frames per run",
+    "runs": "timed runs per variant",
+}
+DEFAULTS = {"image-size": 1024, "frames": 4, "runs": 2}  # < 5 minutes on 2 idle cores
+QUICK = {"image-size": 512, "frames": 3, "runs": 1}
 Masks = dict[tuple[int, int], np.ndarray]  # (frame or prompt, object) -> binary mask
 
 
@@ -198,14 +205,15 @@ def print_table(results: list[Result]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="sam2.1_hiera_tiny", choices=ModelConfig.names())
-    p.add_argument("--image-size", type=int, help="model input side (default 1024, quick 512)")
-    p.add_argument("--frames", type=int, help="propagated frames per run (default 4, quick 3)")
-    p.add_argument("--runs", type=int, help="timed runs per variant (default 2, quick 1)")
+    for flag, text in SIZE_FLAGS.items():
+        full, quick = DEFAULTS[flag], QUICK[flag]
+        p.add_argument(f"--{flag}", type=int, help=f"{text} (default {full}, quick {quick})")
     add_common_args(p, profile=False)
     args = p.parse_args(argv)
-    args.image_size = args.image_size or (512 if args.quick else 1024)
-    args.frames = args.frames or (3 if args.quick else 4)
-    args.runs = args.runs or (1 if args.quick else 2)
+    for flag in SIZE_FLAGS:  # --quick changes the defaults only: explicit flags win
+        name = flag.replace("-", "_")
+        chosen = getattr(args, name) or (QUICK if args.quick else DEFAULTS)[flag]
+        setattr(args, name, chosen)
     apply_common_args(args)
     from dataclasses import replace
 

@@ -95,6 +95,16 @@ def test_a_checkpoint_with_the_onnxruntime_backend_says_how_to_export(
     assert "masklet export onnx" in capsys.readouterr().err
 
 
+def test_batch_workers_load_the_export_with_onnxruntime(exported_present: Exported) -> None:
+    from masklet.batch.item import WorkerSpec, WorkerState
+
+    spec = WorkerSpec(model=str(exported_present[1]), device="cpu", backend="onnxruntime")
+    assert type(WorkerState(spec).model.image_encoder).__name__ == "OnnxImageEncoder"
+    args = build_parser().parse_args(["batch", "--inputs", "x", "--out", "y", "--backend",
+                                      "onnxruntime", "--model", "m"])  # fmt: skip
+    assert args.backend == "onnxruntime"
+
+
 def test_serve_loads_the_export_with_onnxruntime(exported_present: Exported) -> None:
     folder = exported_present[1]
     args = build_parser().parse_args(["serve", "--model", str(folder), "--backend", "onnxruntime"])

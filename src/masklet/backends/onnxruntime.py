@@ -131,17 +131,10 @@ class OnnxMaskDecoder(nn.Module):
         # the exported image encoder applies these projections already
         self.conv_s0, self.conv_s1 = nn.Identity(), nn.Identity()
 
-    def forward(
-        self,
-        image_embeddings: Tensor,
-        image_pe: Tensor,
-        sparse_prompt_embeddings: Tensor,
-        dense_prompt_embeddings: Tensor,
-        *,
-        multimask_output: bool,
-        repeat_image: bool,
-        high_res_features: list[Tensor] | None = None,
-    ) -> DecoderOutput:
+    # the signature of MaskDecoder.forward (kept short: a mirror, not new logic)
+    def forward(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
+                dense_prompt_embeddings: Tensor, *, multimask_output: bool, repeat_image: bool,
+                high_res_features: list[Tensor] | None = None) -> DecoderOutput:  # fmt: skip
         """As `MaskDecoder.forward`: [B or 1, C, h, w] embeddings (1 with repeat_image)."""
         batch = sparse_prompt_embeddings.shape[0]
         high_res = list(high_res_features or [])
@@ -179,14 +172,9 @@ class OnnxMemoryAttention(nn.Module):
         self.graph = graph
         self.side = config.image_size // config.backbone_stride
 
-    def forward(
-        self,
-        curr: Tensor,
-        memory: Tensor,
-        curr_pos: Tensor | None,
-        memory_pos: Tensor | None,
-        num_obj_ptr_tokens: int = 0,
-    ) -> Tensor:
+    # the signature of MemoryAttention.forward (kept short: a mirror, not new logic)
+    def forward(self, curr: Tensor, memory: Tensor, curr_pos: Tensor | None,
+                memory_pos: Tensor | None, num_obj_ptr_tokens: int = 0) -> Tensor:  # fmt: skip
         """curr / curr_pos [HW, B, C]; memory / memory_pos [M, B, C_mem], the last
         `num_obj_ptr_tokens` of them object pointers -> [HW, B, C]."""
         if curr_pos is None or memory_pos is None:
