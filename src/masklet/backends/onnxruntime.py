@@ -105,7 +105,6 @@ class OnnxImageEncoder(nn.Module):
     def __init__(self, graph: Graph, config: ModelConfig) -> None:
         super().__init__()
         self.graph = graph
-        self.high_res = config.use_high_res_features_in_sam
         # parameter-free and cached per size: the same encoding the neck computes
         self.position_encoding = PositionEmbeddingSine(config.neck.d_model)
 
@@ -127,7 +126,6 @@ class OnnxMaskDecoder(nn.Module):
         self.graph = graph
         self.config = config.mask_decoder
         self.use_multimask_token_for_obj_ptr = config.use_multimask_token_for_obj_ptr
-        self.high_res = config.use_high_res_features_in_sam
         # the exported image encoder applies these projections already
         self.conv_s0, self.conv_s1 = nn.Identity(), nn.Identity()
 
