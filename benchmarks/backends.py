@@ -10,8 +10,8 @@ every figure is a median (see README.md), so load from elsewhere hits them alike
 Weights: `sam2.1_hiera_tiny` at 1024 with seeded random weights; the object-score head's
 bias is raised so that objects stay visible and the IoU figures compare real masks.
 
-    python benchmarks/backends.py                  # tiny at 1024, 4 frames x 2 runs (< 5 min)
-    python benchmarks/backends.py --quick          # 512 input, 3 frames, 1 run
+    python benchmarks/backends.py                  # tiny at 1024, 3 frames x 2 runs
+    python benchmarks/backends.py --quick          # 512 input, 2 frames, 1 run
     python benchmarks/backends.py --image-size 1024 --frames 8 --runs 3 --threads 2
 """
 
@@ -52,8 +52,8 @@ SIZE_FLAGS = {
     "frames": "propagated frames per run",
     "runs": "timed runs per variant",
 }
-DEFAULTS = {"image-size": 1024, "frames": 4, "runs": 2}  # < 5 minutes on 2 idle cores
-QUICK = {"image-size": 512, "frames": 3, "runs": 1}
+DEFAULTS = {"image-size": 1024, "frames": 3, "runs": 2}  # ~4 minutes on 2 idle cores
+QUICK = {"image-size": 512, "frames": 2, "runs": 1}
 Masks = dict[tuple[int, int], np.ndarray]  # (frame or prompt, object) -> binary mask
 
 
@@ -163,7 +163,8 @@ def measure(args: argparse.Namespace, ctx: Context, folder: Path, clicks: list[l
         for round_ in range(1 + args.runs):
             for predictor, result in zip(video_predictors, results, strict=True):
                 masks = result.video_masks.setdefault(count, {})
-                seconds = video_run(predictor, folder, clicks[:count], args.frames, masks)
+                frames = args.frames if round_ else 1  # a short warm-up
+                seconds = video_run(predictor, folder, clicks[:count], frames, masks)
                 if round_:
                     result.video.setdefault(count, []).append(seconds)
         print(f"  video, {count} object(s): done", flush=True)
