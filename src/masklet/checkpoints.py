@@ -312,12 +312,20 @@ def load_model(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device | None = None,
     config: ModelConfig | None = None,
+    *,
+    backend: str | None = None,
 ) -> nn.Module:
     """A SAM 2 model in eval mode on `device`, with strictly loaded weights.
 
-    `name_or_path` is an official name (cached, else downloaded) or a checkpoint file; for a
-    file the variant is detected from its tensors unless `config` is given.
+    `name_or_path` is an official name (cached, else downloaded), a checkpoint file, or a
+    folder from `masklet export onnx` (run by onnxruntime); for a file the variant is
+    detected from its tensors unless `config` is given. `backend`: "pytorch" or
+    "onnxruntime" (default: whichever `name_or_path` is for).
     """
+    from masklet.backends.onnxruntime import load_onnx_model, onnx_folder_for
+
+    if onnx_folder_for(name_or_path, backend) is not None:
+        return load_onnx_model(name_or_path, config=config, device=device)
     path = bundled_path(str(name_or_path)) or Path(name_or_path)
     if path.is_dir() and (path / HF_WEIGHTS).is_file():  # a save_pretrained folder
         path = path / HF_WEIGHTS

@@ -28,9 +28,12 @@ def test_export_onnx_writes_checked_parts_and_manifest(
     assert {p.name for p in out.glob("*.onnx")} == {
         "image_encoder.onnx",
         "prompt_decoder.onnx",
+        "mask_decoder.onnx",
         "memory_attention.onnx",
         "memory_encoder.onnx",
+        "object_pointer.onnx",
     }
+    assert (out / "loop_weights.safetensors").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_config"]["image_size"] == 128
     assert manifest["model_config"]["name"] == NANO

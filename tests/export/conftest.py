@@ -20,8 +20,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[SAM2Model, Path]
     assert [p.name for p in parts] == [
         "image_encoder",
         "prompt_decoder",
+        "mask_decoder",
         "memory_attention",
         "memory_encoder",
+        "object_pointer",
     ]
     assert not model.training  # export leaves the model in eval mode
     return model, out

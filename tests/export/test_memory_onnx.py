@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from masklet.modeling.outputs import ImageFeatures
 from masklet.modeling.sam2 import SAM2Model
 from tests.parity.reference import assert_close
 
@@ -69,38 +68,25 @@ def test_memory_attention_matches_pytorch(
 def test_memory_encoder_matches_pytorch(
     exported: tuple[SAM2Model, Path], batch: int, from_points: bool
 ) -> None:
+    """The graph and the memory encoder module agree on a mask prepared either way (the
+    preparation is `encode_memory`'s, in PyTorch, on both sides)."""
     model, out = exported
     cfg = model.config
     h = cfg.image_size // cfg.backbone_stride
     g = torch.Generator().manual_seed(batch)
-    feeds = {
-        "vision_features": _rand(g, batch, cfg.hidden_dim, h, h),
-        "high_res_masks": _rand(g, batch, 1, cfg.image_size, cfg.image_size) * 5,
-        "object_score_logits": _rand(g, batch, 1),
-        "is_mask_from_points": torch.tensor([1.0 if from_points else 0.0]),
-    }
+    features = _rand(g, batch, cfg.hidden_dim, h, h)
+    logits = _rand(g, batch, 1, cfg.image_size, cfg.image_size) * 5
+    prepared = (logits > 0).float() if from_points else logits.sigmoid()
+    prepared = prepared * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
     session = ort.InferenceSession(str(out / "memory_encoder.onnx"))
-    memory, pos = session.run(None, {k: v.numpy() for k, v in feeds.items()})
-    features = ImageFeatures(
-        vision_feats=[feeds["vision_features"].flatten(2).permute(2, 0, 1)],
-        vision_pos=[],
-        feat_sizes=[(h, h)],
+    memory, pos = session.run(
+        None, {"vision_features": features.numpy(), "mask_for_memory": prepared.numpy()}
     )
     with torch.no_grad():
-        expected, expected_pos = model.encode_memory(
-            features,
-            feeds["high_res_masks"],
-            feeds["object_score_logits"],
-            is_mask_from_points=from_points,
-        )
-        other, _ = model.encode_memory(
-            features,
-            feeds["high_res_masks"],
-            feeds["object_score_logits"],
-            is_mask_from_points=not from_points,
-        )
+        expected, expected_pos = model.memory_encoder(features, prepared, skip_mask_sigmoid=True)
+        other, _ = model.memory_encoder(features, prepared.flip(-1), skip_mask_sigmoid=True)
     assert expected.std() > 0.1
-    assert (expected - other).abs().max() > 1e-3  # the flag picks a different encoding
+    assert (expected - other).abs().max() > 1e-3  # the mask matters
     assert_close(torch.from_numpy(memory), expected, atol=ATOL)
     assert_close(torch.from_numpy(pos), expected_pos, atol=ATOL)
 

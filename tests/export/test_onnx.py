@@ -104,6 +104,48 @@ def test_prompt_decoder_matches_pytorch(
     assert np.ptp(ious) > 1e-3  # the IoU head tells the masks apart
 
 
+@pytest.mark.parametrize(("batch", "points"), [(1, 0), (3, 2)])  # 0 points: the padding token
+def test_mask_decoder_and_object_pointer_match_pytorch(
+    exported: tuple[SAM2Model, Path], batch: int, points: int
+) -> None:
+    """The decoder alone on PyTorch's prompt embeddings, then the pointer projection of every
+    mask token: what the onnxruntime backend runs for each click and tracked frame."""
+    model, out = exported
+    with torch.no_grad():
+        embed, high_res = model.image_embeddings(model.forward_image(_images(batch)))
+        prompts = _prompts(model, batch, points)
+        encoder = model.sam_prompt_encoder
+        sparse, dense = encoder(
+            points=(prompts["point_coords"], prompts["point_labels"]),
+            boxes=None,
+            masks=prompts["mask_input"],
+        )
+        expected = model.sam_mask_decoder.predict_all(
+            embed, encoder.get_dense_pe(), sparse, dense, repeat_image=False,
+            high_res_features=high_res,
+        )  # fmt: skip
+        tokens = expected.tokens.flatten(0, 1)  # [B, T, C] -> [B * T, C]
+        pointers = model.obj_ptr_proj(tokens)
+    feeds = {
+        "image_embed": embed, "image_pe": encoder.get_dense_pe(), "sparse_embeddings": sparse,
+        "dense_embeddings": dense, "high_res_0": high_res[0], "high_res_1": high_res[1],
+    }  # fmt: skip
+    masks, ious, got_tokens, scores = _session(out / "mask_decoder.onnx").run(
+        None, {k: v.numpy() for k, v in feeds.items()}
+    )
+    (got_pointers,) = _session(out / "object_pointer.onnx").run(
+        None, {"mask_token": tokens.numpy()}
+    )
+    positive = (expected.masks > 0).float().mean()
+    assert 0.01 < positive < 0.99, f"degenerate masks: {positive:.3f} of pixels positive"
+    assert pointers.std() > 0.1 and (pointers[0] - pointers[1]).abs().max() > 1e-2
+    assert_close(torch.from_numpy(masks), expected.masks, atol=ATOL)
+    assert_close(torch.from_numpy(ious), expected.ious, atol=ATOL)
+    assert_close(torch.from_numpy(got_tokens), expected.tokens, atol=ATOL)
+    assert_close(torch.from_numpy(scores), expected.object_score_logits, atol=ATOL)
+    assert_close(torch.from_numpy(got_pointers), pointers, atol=ATOL)
+
+
 def test_manifest_names_every_input_and_output(exported: tuple[SAM2Model, Path]) -> None:
     model, out = exported
     manifest = json.loads((out / "manifest.json").read_text())
@@ -113,7 +155,7 @@ def test_manifest_names_every_input_and_output(exported: tuple[SAM2Model, Path])
         assert [i["name"] for i in part["inputs"]] == [i.name for i in session.get_inputs()]
         assert [o["name"] for o in part["outputs"]] == [o.name for o in session.get_outputs()]
         onnx.checker.check_model(str(out / part["file"]))
-        flags = {"has_mask_input", "is_mask_from_points"}
+        flags = {"has_mask_input", "image_pe"}
         assert all("batch" in i["shape"] for i in part["inputs"] if i["name"] not in flags), name
     decoder_inputs = {i["name"]: i for i in manifest["parts"]["prompt_decoder"]["inputs"]}
     assert decoder_inputs["point_coords"]["shape"] == ["batch", "num_points", 2]

@@ -42,10 +42,12 @@ FrameFn = Callable[[int], None]
 @dataclass(frozen=True)
 class WorkerSpec:
     """What every worker loads once: the SAM 2 model (a registry name or checkpoint path), the
-    device, torch's intra-op threads (None: leave torch's default), the text detector."""
+    device, torch's intra-op threads (None: leave torch's default), the text detector, the
+    backend (None: whichever `model` is for; "onnxruntime" for a `masklet export onnx` folder)."""
 
     model: str
     device: str | None = None
+    backend: str | None = None
     threads: int | None = None
     detector: str | None = None
 
@@ -61,7 +63,7 @@ class WorkerState:
 
             torch.set_num_threads(spec.threads)
         self.spec = spec
-        self.model: Any = load_model(spec.model, device=spec.device)
+        self.model: Any = load_model(spec.model, device=spec.device, backend=spec.backend)
         self._detector: Any = None
         self._detector_error: Exception | None = None
 

@@ -76,6 +76,7 @@ def run(
     model: str,
     executor: Executor | None = None,
     device: str | None = None,
+    backend: str | None = None,
     detector: str | None = None,
     retry_failed: bool = False,
     max_retries: int = DEFAULT_MAX_RETRIES,
@@ -85,7 +86,8 @@ def run(
     """Run every item not finished before into `out/<item id>/`.
 
     items: a JSON Lines manifest path, `BatchItem`s, or manifest line objects.
-    model: a registry name or checkpoint path; each worker loads it once.
+    model: a registry name, checkpoint path or ONNX export folder; each worker loads it once
+        (with `backend`, see `load_model`).
     executor: `LocalExecutor(workers=N)` (default, one worker) or `RayExecutor(...)`.
     progress: a bar on stderr (None: only on a terminal).
     on_event: called with every executor event (tests use it to kill a worker mid-item).
@@ -100,7 +102,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     clear_leftovers(out)
     executor = executor or LocalExecutor()
-    spec = WorkerSpec(model=model, device=device, detector=detector)
+    spec = WorkerSpec(model=model, device=device, backend=backend, detector=detector)
     lines: dict[str, ReportLine] = {}
     to_run: list[BatchItem] = []
     for item in checked:

@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     items = read_manifest(args.manifest) if args.manifest else items_from_specs(inputs_specs(args))
     summary = run_batch(
         items, args.out, model=args.checkpoint or args.model or DEFAULT_MODEL,
-        executor=executor_from_args(args), device=args.device, detector=args.detector,
+        executor=executor_from_args(args), device=args.device, backend=args.backend,
+        detector=args.detector,
         retry_failed=args.retry_failed, max_retries=args.max_retries,
     )  # fmt: skip
     print_summary(summary)

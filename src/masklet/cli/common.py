@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from masklet.backends import BACKENDS
 from masklet.config import DEFAULT_MODEL
 
+BACKEND_HELP = (
+    "runtime of the heavy modules: pytorch, or onnxruntime with a folder from `masklet export "
+    "onnx` as --model (default: onnxruntime for such a folder, else pytorch)"
+)
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+
+def add_model_options(parser: argparse.ArgumentParser, *, backend: bool = True) -> None:
     group = parser.add_argument_group("model")
     choice = group.add_mutually_exclusive_group()
     choice.add_argument(
@@ -18,6 +24,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
     group.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
+    if backend:
+        group.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)
 
 
 def load_model_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -27,7 +35,7 @@ def load_model_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-d
 
     source = args.checkpoint if args.checkpoint else (args.model or DEFAULT_MODEL)
     try:
-        return load_model(source, device=args.device)
+        return load_model(source, device=args.device, backend=getattr(args, "backend", None))
     except CheckpointError as err:
         raise in_cli_words(err, flag_given=bool(args.checkpoint)) from err
 

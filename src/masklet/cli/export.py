@@ -18,15 +18,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     formats = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
     o = formats.add_parser(
         "onnx",
-        help="image encoder, prompt encoder + mask decoder, memory attention and memory "
-        "encoder as ONNX files",
+        help="image encoder, prompt encoder + mask decoder, memory attention, memory encoder "
+        "and object-pointer projection as ONNX files",
         description="Write the image encoder (embedding, high-res maps, raw features and "
         "position encoding), the prompt encoder + mask decoder (all mask tokens, IoU, object "
-        "score), the memory attention (any number of memory frames and object pointers) and "
-        "the memory encoder as fp32 ONNX files checked with onnx.checker, with manifest.json "
-        "(model config, input and output names and shapes). Needs `pip install masklet[onnx]`.",
+        "score; also the mask decoder alone), the memory attention (any number of memory "
+        "frames and object pointers), the memory encoder and the object-pointer projection as "
+        "fp32 ONNX files checked with onnx.checker, the tensors used outside them "
+        "(loop_weights.safetensors) and manifest.json (model config, input and output names "
+        "and shapes). The folder loads as a model with --backend onnxruntime. Needs "
+        "`pip install masklet[onnx]`.",
     )
-    add_model_options(o)
+    add_model_options(o, backend=False)  # exports start from PyTorch weights
     o.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
     o.add_argument(
         "--image-size",

@@ -12,9 +12,8 @@ from torch import Tensor, nn
 from masklet.modeling.sam2 import SAM2Model
 
 
-class ImageEncoderGraph(nn.Module):
-    """[B, 3, S, S] normalised images -> image-mode embedding, high-res maps and the raw
-    lowest-resolution features and position encoding the memory path needs."""
+class PartGraph(nn.Module):
+    """A wrapper around one part of `model` (the model's own modules, shared, not copied)."""
 
     def __init__(self, model: SAM2Model) -> None:
         super().__init__()
@@ -23,12 +22,19 @@ class ImageEncoderGraph(nn.Module):
         # mode on the whole tree afterwards: follow the model's mode so it is left unchanged
         self.train(model.training)
 
-    def output_names(self) -> list[str]:
-        high_res = ["high_res_0", "high_res_1"] if self._high_res() else []
-        return ["image_embed", *high_res, "vision_features", "vision_pos"]
+    def high_res_names(self) -> list[str]:
+        """The two projected high-resolution maps, when the decoder uses them."""
+        return (
+            ["high_res_0", "high_res_1"] if self.model.config.use_high_res_features_in_sam else []
+        )
 
-    def _high_res(self) -> bool:
-        return self.model.config.use_high_res_features_in_sam
+
+class ImageEncoderGraph(PartGraph):
+    """[B, 3, S, S] normalised images -> image-mode embedding, high-res maps and the raw
+    lowest-resolution features and position encoding the memory path needs."""
+
+    def output_names(self) -> list[str]:
+        return ["image_embed", *self.high_res_names(), "vision_features", "vision_pos"]
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         """images [B, 3, S, S] -> image_embed [B, C, h, w], (high_res_0 [B, C/8, 4h, 4w],
@@ -43,7 +49,7 @@ class ImageEncoderGraph(nn.Module):
         return (image_embed, *high_res, raw, pos)
 
 
-class PromptDecoderGraph(nn.Module):
+class PromptDecoderGraph(PartGraph):
     """Prompt encoder + mask decoder for one image embedding per prompt set.
 
     Points carry boxes too (corners labelled 2 and 3, as the image predictor sends them); a
@@ -52,23 +58,12 @@ class PromptDecoderGraph(nn.Module):
     outputs.
     """
 
-    def __init__(self, model: SAM2Model) -> None:
-        super().__init__()
-        self.model = model
-        # a new module starts in training mode, and torch.onnx.export restores the wrapper's
-        # mode on the whole tree afterwards: follow the model's mode so it is left unchanged
-        self.train(model.training)
-
     def input_names(self) -> list[str]:
-        high_res = ["high_res_0", "high_res_1"] if self._high_res() else []
-        return ["image_embed", *high_res, "point_coords", "point_labels", "mask_input",
-                "has_mask_input"]  # fmt: skip
+        return ["image_embed", *self.high_res_names(), "point_coords", "point_labels",
+                "mask_input", "has_mask_input"]  # fmt: skip
 
     def output_names(self) -> list[str]:
         return ["masks", "iou_predictions", "object_score_logits", "mask_tokens"]
-
-    def _high_res(self) -> bool:
-        return self.model.config.use_high_res_features_in_sam
 
     def forward(self, image_embed: Tensor, *rest: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """image_embed [B, C, h, w], (high_res_0, high_res_1,) point_coords [B, N, 2] input
@@ -76,7 +71,7 @@ class PromptDecoderGraph(nn.Module):
         -> masks [B, T, 4h, 4w], iou_predictions [B, T], object_score_logits [B, 1],
         mask_tokens [B, T, C] (T = multimask outputs + 1)."""
         high_res: list[Tensor] | None = None
-        if self._high_res():
+        if self.high_res_names():
             high_res, rest = list(rest[:2]), rest[2:]
         coords, labels, mask_input, has_mask = rest
         encoder = self.model.sam_prompt_encoder
@@ -92,6 +87,46 @@ class PromptDecoderGraph(nn.Module):
             high_res_features=high_res,
         )
         return decoded.masks, decoded.ious, decoded.object_score_logits, decoded.tokens
+
+
+class MaskDecoderGraph(PartGraph):
+    """The mask decoder alone, on prompt embeddings the (PyTorch) prompt encoder made: the
+    part the onnxruntime backend runs for every click and every tracked frame. All mask
+    tokens are returned (`MaskDecoder.predict_all`); the caller chooses among them."""
+
+    def input_names(self) -> list[str]:
+        names = ["image_embed", "image_pe", "sparse_embeddings", "dense_embeddings"]
+        return names + self.high_res_names()
+
+    def output_names(self) -> list[str]:
+        return ["masks", "iou_predictions", "mask_tokens", "object_score_logits"]
+
+    def forward(self, image_embed: Tensor, image_pe: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        """image_embed [B, C, h, w], image_pe [1, C, h, w], sparse_embeddings [B, N, C],
+        dense_embeddings [B, C, h, w], (high_res_0, high_res_1,) -> masks [B, T, 4h, 4w],
+        iou_predictions [B, T], mask_tokens [B, T, C], object_score_logits [B, 1]."""
+        sparse, dense, *high_res = rest
+        decoded = self.model.sam_mask_decoder.predict_all(
+            image_embed,
+            image_pe,
+            sparse,
+            dense,
+            repeat_image=False,
+            high_res_features=high_res or None,
+        )
+        return decoded.masks, decoded.ious, decoded.tokens, decoded.object_score_logits
+
+
+class ObjectPointerGraph(PartGraph):
+    """The projection of the decoder's chosen mask token into the object pointer (the
+    no-object mixing after it is elementwise and stays with the caller)."""
+
+    input_names = ["mask_token"]
+    output_names = ["object_pointer"]
+
+    def forward(self, mask_token: Tensor) -> Tensor:
+        """mask_token [B, C] -> object_pointer [B, C]."""
+        return self.model.obj_ptr_proj(mask_token)
 
 
 def example_inputs(model: SAM2Model, *, batch: int = 1, points: int = 2) -> dict[str, Tensor]:
@@ -111,4 +146,8 @@ def example_inputs(model: SAM2Model, *, batch: int = 1, points: int = 2) -> dict
         "point_labels": torch.randint(0, 2, (batch, points), generator=g, dtype=torch.int32),
         "mask_input": torch.randn(batch, 1, *low, generator=g),
         "has_mask_input": torch.ones(1),
+        "image_pe": model.sam_prompt_encoder.get_dense_pe(),
+        "sparse_embeddings": torch.randn(batch, points + 1, model.config.hidden_dim, generator=g),
+        "dense_embeddings": torch.randn(batch, *encoded["image_embed"].shape[1:], generator=g),
+        "mask_token": torch.randn(batch, model.config.hidden_dim, generator=g),
     }

@@ -7,9 +7,9 @@ Like `graphs.py`, the wrappers only call the model's own methods.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from masklet.modeling.outputs import ImageFeatures
+from masklet.export.graphs import PartGraph
 from masklet.modeling.sam2 import SAM2Model
 from masklet.modeling.transformer import RoPEAttention
 
@@ -18,7 +18,7 @@ def _sequence(x: Tensor) -> Tensor:
     return x.flatten(2).permute(2, 0, 1)  # [B, C, h, w] -> [hw, B, C]
 
 
-class MemoryAttentionGraph(nn.Module):
+class MemoryAttentionGraph(PartGraph):
     """Conditions the current frame on its memories; the memory lengths are graph inputs'
     dynamic axes, so one graph takes any number of memory frames and object pointers."""
 
@@ -27,11 +27,7 @@ class MemoryAttentionGraph(nn.Module):
     output_names = ["conditioned_features"]
 
     def __init__(self, model: SAM2Model) -> None:
-        super().__init__()
-        self.model = model
-        # a new module starts in training mode, and torch.onnx.export restores the wrapper's
-        # mode on the whole tree afterwards: follow the model's mode so it is left unchanged
-        self.train(model.training)
+        super().__init__(model)
         # The tracer copies a plain tensor into the graph at every use: the RoPE tables of
         # one 64 x 64 grid would be stored 64 times (134 MB for hiera_tiny). As buffers of
         # this module they are graph initializers, stored once and shared by every layer.
@@ -67,48 +63,24 @@ class MemoryAttentionGraph(nn.Module):
         return fused.permute(1, 2, 0).reshape(b, c, h, w)  # [hw, B, C] -> [B, C, h, w]
 
 
-class MemoryEncoderGraph(nn.Module):
-    """Encodes a frame and its predicted mask into a spatial memory.
+class MemoryEncoderGraph(PartGraph):
+    """Encodes a frame and its prepared mask into a spatial memory (the memory encoder
+    module itself, run once per frame).
 
-    `is_mask_from_points` (1.0 or 0.0) chooses between the two encodings the tracker uses
-    (the thresholded mask on clicked frames, the soft mask elsewhere); both are computed and
-    the flag picks one exactly, which costs a second pass of the small memory encoder.
+    The mask is prepared by the caller, as `SAM2Model.encode_memory` does: overlaps removed
+    between objects, thresholded on clicked frames or squashed with a sigmoid elsewhere, then
+    scaled and shifted by the config's `sigmoid_scale_for_mem_enc` / `sigmoid_bias_for_mem_enc`;
+    the no-object embedding (`no_obj_embed_spatial`) is added to absent objects' memories
+    afterwards. These are elementwise steps; the encoder's convolutions are the work.
     """
 
-    input_names = ["vision_features", "high_res_masks", "object_score_logits",
-                   "is_mask_from_points"]  # fmt: skip
+    input_names = ["vision_features", "mask_for_memory"]
     output_names = ["memory_features", "memory_pos"]
 
-    def __init__(self, model: SAM2Model) -> None:
-        super().__init__()
-        self.model = model
-        # a new module starts in training mode, and torch.onnx.export restores the wrapper's
-        # mode on the whole tree afterwards: follow the model's mode so it is left unchanged
-        self.train(model.training)
-
-    def forward(
-        self,
-        vision_features: Tensor,
-        high_res_masks: Tensor,
-        object_score_logits: Tensor,
-        is_mask_from_points: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        """vision_features [B, C, h, w], high_res_masks [B, 1, S, S] logits,
-        object_score_logits [B, 1], is_mask_from_points [1] -> memory_features
-        [B, C_mem, h, w], memory_pos [B, C_mem, h, w]."""
-        h, w = vision_features.shape[-2:]
-        features = ImageFeatures(
-            vision_feats=[_sequence(vision_features)], vision_pos=[], feat_sizes=[(h, w)]
-        )
-        clicked, pos = self.model.encode_memory(
-            features, high_res_masks, object_score_logits, is_mask_from_points=True
-        )
-        tracked, _ = self.model.encode_memory(
-            features, high_res_masks, object_score_logits, is_mask_from_points=False
-        )
-        # weights 0 / 1 pick one exactly
-        memory = is_mask_from_points * clicked + (1 - is_mask_from_points) * tracked
-        return memory, pos
+    def forward(self, vision_features: Tensor, mask_for_memory: Tensor) -> tuple[Tensor, Tensor]:
+        """vision_features [B, C, h, w], mask_for_memory [B, 1, S, S] prepared mask ->
+        memory_features [B, C_mem, h, w], memory_pos [B, C_mem, h, w]."""
+        return self.model.memory_encoder(vision_features, mask_for_memory, skip_mask_sigmoid=True)
 
 
 def memory_example_inputs(
@@ -129,7 +101,5 @@ def memory_example_inputs(
         "memory_pos": rand(frames * h * h, batch, cfg.mem_dim),
         "object_pointers": rand(pointers, batch, cfg.mem_dim),
         "object_pointers_pos": rand(pointers, batch, cfg.mem_dim),
-        "high_res_masks": rand(batch, 1, cfg.image_size, cfg.image_size) * 5,
-        "object_score_logits": rand(batch, 1),
-        "is_mask_from_points": torch.ones(1),
+        "mask_for_memory": rand(batch, 1, cfg.image_size, cfg.image_size).sigmoid() * 20 - 10,
     }

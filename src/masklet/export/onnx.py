@@ -1,6 +1,9 @@
-"""`export_onnx`: the image encoder, the prompt encoder + mask decoder, the memory attention
-and the memory encoder as ONNX files, each checked with `onnx.checker`, plus a JSON manifest
-(model config, input / output names, shapes with the dynamic axes named).
+"""`export_onnx`: the image encoder, the prompt encoder + mask decoder (one graph, for
+runtimes without PyTorch), the mask decoder alone, the memory attention, the memory encoder
+and the object-pointer projection as ONNX files, each checked with `onnx.checker`; the few
+tensors the loops use outside the graphs (`loop_weights.safetensors`); and a JSON manifest
+(model config, input / output names, shapes with the dynamic axes named). The onnxruntime
+backend (`masklet.backends.onnxruntime`) loads such a folder.
 
 Needs the `onnx` extra (`pip install masklet[onnx]`). The memory attention's rotary encoding
 switches to real arithmetic during export (ONNX has no complex dtype); see `RoPEAttention`.
@@ -17,10 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from masklet.errors import InvalidInputError
-from masklet.export.graphs import ImageEncoderGraph, PromptDecoderGraph, example_inputs
+from masklet.export.graphs import (
+    ImageEncoderGraph,
+    MaskDecoderGraph,
+    ObjectPointerGraph,
+    PromptDecoderGraph,
+    example_inputs,
+)
 from masklet.export.memory_graphs import (
     MemoryAttentionGraph,
     MemoryEncoderGraph,
@@ -30,6 +40,14 @@ from masklet.modeling.sam2 import SAM2Model
 
 DEFAULT_OPSET = 17
 MANIFEST_NAME = "manifest.json"
+# The tensors the image and video loops use outside the graphs (prompt encoder, learned
+# memory and no-object embeddings, pointer temporal projection, mask downsampler).
+LOOP_WEIGHTS_NAME = "loop_weights.safetensors"
+# State-dict prefixes whose tensors live in the graphs the onnxruntime backend runs.
+GRAPH_PREFIXES = (
+    "image_encoder.", "sam_mask_decoder.", "memory_attention.", "memory_encoder.",
+    "obj_ptr_proj.",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,7 @@ def _describe(onnx: Any, path: Path) -> dict[str, Any]:
 def _plan(model: SAM2Model) -> list[tuple[str, nn.Module, list[str], list[str], dict[str, Any]]]:
     """(part, module, input names, output names, dynamic axes) of every exported graph."""
     encoder, decoder = ImageEncoderGraph(model), PromptDecoderGraph(model)
+    mask_decoder, pointer = MaskDecoderGraph(model), ObjectPointerGraph(model)
     attention, memory_encoder = MemoryAttentionGraph(model), MemoryEncoderGraph(model)
     batch = {0: "batch"}
     points = {0: "batch", 1: "num_points"}
@@ -109,26 +128,29 @@ def _plan(model: SAM2Model) -> list[tuple[str, nn.Module, list[str], list[str], 
         ("image_encoder", encoder, ["images"], encoder.output_names(), {}),
         ("prompt_decoder", decoder, decoder.input_names(), decoder.output_names(),
          {"point_coords": points, "point_labels": points, "has_mask_input": {}}),
+        ("mask_decoder", mask_decoder, mask_decoder.input_names(), mask_decoder.output_names(),
+         {"image_pe": {}, "sparse_embeddings": {0: "batch", 1: "num_tokens"}}),
         ("memory_attention", attention, attention.input_names, attention.output_names,
          {"memory": memory, "memory_pos": memory, "object_pointers": pointers,
           "object_pointers_pos": pointers}),
         ("memory_encoder", memory_encoder, memory_encoder.input_names,
-         memory_encoder.output_names, {"is_mask_from_points": {}}),
+         memory_encoder.output_names, {}),
+        ("object_pointer", pointer, pointer.input_names, pointer.output_names, {}),
     ]  # fmt: skip
     for _, _, in_names, out_names, axes in plan:
         for name in in_names + out_names:
             axes.setdefault(name, dict(batch))
         for name in [n for n, a in axes.items() if not a]:
-            del axes[name]  # a flag, not batched
+            del axes[name]  # a flag or a constant, not batched
     return plan
 
 
 def export_onnx(
     model: SAM2Model, out_dir: str | Path, *, opset: int = DEFAULT_OPSET
 ) -> list[ExportedPart]:
-    """Exports the image encoder, the prompt encoder + mask decoder, the memory attention and
-    the memory encoder of `model` (fp32, on CPU) into `out_dir` with `manifest.json`; returns
-    what was written. The model is left in eval mode on the CPU."""
+    """Exports every graph of `model` (fp32, on CPU; see the module docstring) into `out_dir`
+    with `loop_weights.safetensors` and `manifest.json`; returns the graphs written. The
+    model is left in eval mode on the CPU."""
     onnx = _require_onnx()
     if opset < DEFAULT_OPSET:
         raise InvalidInputError(f"opset {opset} is too old; use {DEFAULT_OPSET} or newer")
@@ -163,9 +185,20 @@ def export_onnx(
             "C_mem]); memory_pos with the temporal encodings already added",
             "object_pointers": "[P, B, C_mem] pointer tokens (P may be 0) and their position "
             "encodings, as the model's memory step builds them",
-            "is_mask_from_points": "1.0 on clicked frames (the thresholded mask is stored), "
-            "0.0 elsewhere",
+            "mask_for_memory": "[B, 1, S, S] the predicted mask prepared as "
+            "SAM2Model.encode_memory does (overlaps removed, thresholded on clicked frames or "
+            "sigmoid elsewhere, times sigmoid_scale_for_mem_enc plus sigmoid_bias_for_mem_enc); "
+            "add no_obj_embed_spatial to the memory of absent objects",
+            "mask_decoder": "the decoder on the prompt encoder's sparse / dense embeddings and "
+            "its dense position encoding (image_pe)",
+            "object_pointer": "the chosen mask token to the object pointer; absent objects "
+            "then mix in no_obj_ptr (see SAM2Model._gate_pointer)",
+            "loop_weights": "tensors used outside the graphs, by state-dict key",
         },
     }
+    loop_weights = {k: v.clone() for k, v in model.state_dict().items()
+                    if not k.startswith(GRAPH_PREFIXES)}  # fmt: skip
+    save_file(loop_weights, str(out / LOOP_WEIGHTS_NAME))
+    manifest["loop_weights"] = {"file": LOOP_WEIGHTS_NAME, "keys": sorted(loop_weights)}
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     return parts

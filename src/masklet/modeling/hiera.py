@@ -218,7 +218,8 @@ class Hiera(nn.Module):
         )
 
         # stochastic depth grows linearly with depth
-        drop_rates = torch.linspace(0, config.drop_path_rate, depth).tolist()
+        # (on the CPU even inside `torch.device("meta")`, where the backends build models)
+        drop_rates = torch.linspace(0, config.drop_path_rate, depth, device="cpu").tolist()
         dim, heads = config.embed_dim, config.num_heads
         stage_dims: list[int] = []
         self.blocks = nn.ModuleList()

@@ -187,25 +187,6 @@ class MaskDecoder(nn.Module):
             return act2(deconv2(x) + feat_s0)
         return act2(deconv2(act1(norm1(x))))
 
-    def _dynamic_single_mask(self, masks: Tensor, iou_pred: Tensor) -> tuple[Tensor, Tensor]:
-        """Single-mask output that falls back to the best multimask output (by predicted
-        IoU) where the single mask is unstable: masks [B, T, H, W], iou [B, T] ->
-        [B, 1, H, W], [B, 1]. Ensures a usable mask after one ambiguous click."""
-        multi_masks, multi_iou = masks[:, 1:], iou_pred[:, 1:]
-        best = multi_iou.argmax(dim=-1)  # [B]
-        rows = torch.arange(masks.shape[0], device=masks.device)
-        best_masks = multi_masks[rows, best].unsqueeze(1)  # [B, 1, H, W]
-        best_iou = multi_iou[rows, best].unsqueeze(1)  # [B, 1]
-
-        single_masks, single_iou = masks[:, :1], iou_pred[:, :1]
-        cfg = self.config
-        stable = stability_score(single_masks, cfg.dynamic_multimask_stability_delta) >= (
-            cfg.dynamic_multimask_stability_thresh
-        )  # [B, 1]
-        out_masks = torch.where(stable[..., None, None], single_masks, best_masks)
-        out_iou = torch.where(stable, single_iou, best_iou)
-        return out_masks, out_iou
-
     def forward(
         self,
         image_embeddings: Tensor,
@@ -240,23 +221,63 @@ class MaskDecoder(nn.Module):
             repeat_image=repeat_image,
             high_res_features=high_res_features,
         )
-        masks, iou_pred, mask_tokens = every.masks, every.ious, every.tokens
-        if multimask_output:
-            masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
-        elif self.config.dynamic_multimask_via_stability and not self.training:
-            masks, iou_pred = self._dynamic_single_mask(masks, iou_pred)
-        else:
-            masks, iou_pred = masks[:, :1], iou_pred[:, :1]
-
-        if multimask_output and self.use_multimask_token_for_obj_ptr:
-            sam_tokens = mask_tokens[:, 1:]  # [B, 3, C]
-        else:
-            # The single-mask token, even when several masks are output: training tracked
-            # after multiple clicks, so past object pointers were always this token.
-            sam_tokens = mask_tokens[:, :1]  # [B, 1, C]
-        return DecoderOutput(
-            masks=masks,
-            ious=iou_pred,
-            tokens=sam_tokens,
-            object_score_logits=every.object_score_logits,
+        return choose_outputs(
+            every,
+            multimask_output=multimask_output,
+            config=self.config,
+            use_multimask_token_for_obj_ptr=self.use_multimask_token_for_obj_ptr,
+            training=self.training,
         )
+
+
+def choose_outputs(
+    every: DecoderOutput,
+    *,
+    multimask_output: bool,
+    config: MaskDecoderConfig,
+    use_multimask_token_for_obj_ptr: bool,
+    training: bool,
+) -> DecoderOutput:
+    """The outputs `MaskDecoder.forward` returns, chosen among every token's outputs
+    (`MaskDecoder.predict_all`); shared with decoders run elsewhere (onnxruntime)."""
+    masks, iou_pred, mask_tokens = every.masks, every.ious, every.tokens
+    if multimask_output:
+        masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
+    elif config.dynamic_multimask_via_stability and not training:
+        masks, iou_pred = _dynamic_single_mask(masks, iou_pred, config)
+    else:
+        masks, iou_pred = masks[:, :1], iou_pred[:, :1]
+
+    if multimask_output and use_multimask_token_for_obj_ptr:
+        sam_tokens = mask_tokens[:, 1:]  # [B, 3, C]
+    else:
+        # The single-mask token, even when several masks are output: training tracked
+        # after multiple clicks, so past object pointers were always this token.
+        sam_tokens = mask_tokens[:, :1]  # [B, 1, C]
+    return DecoderOutput(
+        masks=masks,
+        ious=iou_pred,
+        tokens=sam_tokens,
+        object_score_logits=every.object_score_logits,
+    )
+
+
+def _dynamic_single_mask(
+    masks: Tensor, iou_pred: Tensor, cfg: MaskDecoderConfig
+) -> tuple[Tensor, Tensor]:
+    """Single-mask output that falls back to the best multimask output (by predicted
+    IoU) where the single mask is unstable: masks [B, T, H, W], iou [B, T] ->
+    [B, 1, H, W], [B, 1]. Ensures a usable mask after one ambiguous click."""
+    multi_masks, multi_iou = masks[:, 1:], iou_pred[:, 1:]
+    best = multi_iou.argmax(dim=-1)  # [B]
+    rows = torch.arange(masks.shape[0], device=masks.device)
+    best_masks = multi_masks[rows, best].unsqueeze(1)  # [B, 1, H, W]
+    best_iou = multi_iou[rows, best].unsqueeze(1)  # [B, 1]
+
+    single_masks, single_iou = masks[:, :1], iou_pred[:, :1]
+    stable = stability_score(single_masks, cfg.dynamic_multimask_stability_delta) >= (
+        cfg.dynamic_multimask_stability_thresh
+    )  # [B, 1]
+    out_masks = torch.where(stable[..., None, None], single_masks, best_masks)
+    out_iou = torch.where(stable, single_iou, best_iou)
+    return out_masks, out_iou

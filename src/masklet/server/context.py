@@ -75,7 +75,9 @@ class ModelHolder:
                     from masklet.checkpoints import load_model, resolve_model_name
 
                     name = resolve_model_name(self._settings.model)
-                    loaded = load_model(name, device=self._settings.device)
+                    loaded = load_model(
+                        name, device=self._settings.device, backend=self._settings.backend
+                    )
                     self._name = name
                     self._model = loaded  # type: ignore[assignment]
             assert self._model is not None  # set just above; narrows the type

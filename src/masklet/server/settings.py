@@ -69,6 +69,8 @@ class ServerSettings:
         exits within this time.
     workers: threads running model work; queue_size: jobs that may wait for a worker before
         requests are answered 429.
+    backend: "pytorch" or "onnxruntime" (`model` is then a `masklet export onnx` folder);
+        None: whichever `model` is for.
     model_factory: builds the model on first use (tests inject a tiny random model); None
         loads `model` with `masklet.checkpoints.load_model`.
     detector: the GroundingDINO model for text prompts: a hub id, "tiny" / "base", or a
@@ -79,6 +81,7 @@ class ServerSettings:
 
     model: str = DEFAULT_MODEL
     device: str | None = None
+    backend: str | None = None
     data_dir: Path | None = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
