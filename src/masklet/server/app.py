@@ -26,7 +26,15 @@ from masklet.server.bodies import BodyLimitMiddleware
 from masklet.server.context import ServerContext
 from masklet.server.docs import install_docs
 from masklet.server.errors import install_error_handlers
-from masklet.server.routes import health, images, predictions, sessions, text, tracking
+from masklet.server.routes import (
+    everything,
+    health,
+    images,
+    predictions,
+    sessions,
+    text,
+    tracking,
+)
 from masklet.server.settings import ServerSettings
 
 log = logging.getLogger("masklet.server")
@@ -89,7 +97,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         shown_bytes=settings.max_upload_bytes, limits=settings.limits,
         file_paths=(predictions.PATH,),
     )  # fmt: skip
-    for module in (health, images, sessions, tracking, text, predictions):
+    for module in (health, images, sessions, tracking, text, everything, predictions):
         app.include_router(module.router)
     install_docs(app, extra_schemas=predictions.SCHEMAS)
 
