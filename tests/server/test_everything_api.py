@@ -170,13 +170,14 @@ def test_bad_parameters_are_422_naming_the_field(
 def test_regions_survive_a_restart(
     make_client: AppFactory, nano_model: SAM2Model, two_squares_bytes: bytes, tmp_path: Path
 ) -> None:
-    data = tmp_path / "kept"
-    first = make_client(data_dir=data, model_factory=lambda _settings: nano_model)
-    sid = new_session(first, two_squares_bytes)
-    added = find(first, sid).json()["added"]
+    def start() -> TestClient:  # a server on the same data directory
+        return make_client(data_dir=tmp_path / "kept", model_factory=lambda _: nano_model)
+
+    first = start()
+    added = find(first, sid := new_session(first, two_squares_bytes)).json()["added"]
     assert added
-    first.__exit__(None, None, None)
-    second = make_client(data_dir=data, model_factory=lambda _settings: nano_model)
+    first.__exit__(None, None, None)  # stopped; its sessions stay on disk
+    second = start()
     info = second.get(f"/v1/sessions/{sid}").json()
     assert {o["id"]: o["name"] for o in info["objects"]} == {a["id"]: a["name"] for a in added}
     events = sse_events(second, f"/v1/sessions/{sid}/propagate", {"max_frames": 1})
