@@ -144,6 +144,17 @@ def test_the_object_limit_bounds_regions(
     assert len(client.get(f"/v1/sessions/{sid}").json()["objects"]) == 2
 
 
+def test_the_prompt_limit_bounds_the_work(client: TestClient, video_bytes: bytes) -> None:
+    sid = new_session(client, video_bytes)
+    # 64 x 64 points on 1 + 4 crops: 20,480 prompts, over the default 16,384
+    response = find(client, sid, points_per_side=64, crop_n_layers=1)
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["field"] == "body.points_per_side" and "20480" in error["message"]
+    assert "max_everything_prompts" in error["message"]
+    assert client.get(f"/v1/sessions/{sid}").json()["objects"] == []
+
+
 @pytest.mark.parametrize(
     ("extra", "field"),
     [

@@ -147,7 +147,7 @@ def prepare_image(request: ImageRequest, outputs: ImageOutputs | None = None) ->
         check_image_outputs(outputs)
     image = read_checked_image(request.image, request.limits.max_image_pixels)
     h, w = image.shape[:2]
-    check_everything(request.everything, request.text, None)
+    check_everything(request.everything, request.text, None, request.limits)
     merged = check_prompts(
         request.prompts, width=w, height=h, num_frames=None, limits=request.limits,
         names=request.names, has_text=request.text is not None or request.everything is not None,

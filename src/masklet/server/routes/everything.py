@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from masklet.errors import MaskletError
 from masklet.io.masks import decode_rle
 from masklet.pipelines.everything import find_regions, region_names
 from masklet.pipelines.limits import LimitExceededError
 from masklet.pipelines.requests import EverythingQuery
+from masklet.pipelines.validation import check_everything
 from masklet.server.context import Context, Owner
+from masklet.server.errors import with_field
 from masklet.server.jobs import Job
 from masklet.server.persist import mask_entry
 from masklet.server.routes.common import ERROR_RESPONSES
@@ -35,12 +38,18 @@ async def add_everything_objects(
     Track them with `POST .../propagate`; correct one with `POST .../prompts` on its id. The
     parameters and their defaults are the reference generator's (see `EverythingSettings`);
     regions beyond the server's --max-objects (counting the session's objects) are left out,
-    and a session already at the limit answers 413."""
+    and a session already at the limit answers 413, as does a request for more point prompts
+    than the server's limit (points_per_side² on each of the 1 + 4 + ... crops)."""
     session = ctx.sessions.get(session_id, owner)
     _check_frame(session, body.frame)
     room = _room(len(session.video.obj_ids), ctx.limits.max_objects)
     query = EverythingQuery(**body.model_dump(exclude={"frame"}))
-    query.generator_config()  # the generator's own checks of its parameters (422 naming them)
+    try:  # the generator's own checks of its parameters, and the work they ask for
+        check_everything(query, None, session.num_frames, ctx.limits)
+    except MaskletError as error:  # named as this body's field
+        raise with_field(
+            error, (getattr(error, "field", None) or "body").replace("everything.", "body.")
+        ) from None
     model, predictor = ctx.models.model(), ctx.models.video_predictor()
     job = Job()
 
