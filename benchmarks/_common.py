@@ -112,10 +112,14 @@ def model_pair(
     cfg: ModelConfig, seed: int = 0, video: bool = False
 ) -> tuple[SAM2Model, torch.nn.Module]:
     """masklet `SAM2Model` and reference `SAM2Base` (or `SAM2VideoPredictor` if `video`) for
-    `cfg`, both in eval mode and holding the same perturbed weights."""
+    `cfg`, both in eval mode and holding the same perturbed weights: the same in every process
+    for one `seed` (benchmarks that run each side in its own process compare one model)."""
     from tests.parity.reference import perturbed_state_dict, reference_model, reference_video_model
 
     quiet_reference()
+    # the reference's random init, to which the (separately seeded) noise is added, draws from
+    # the global generator: unseeded, each process had other weights
+    torch.manual_seed(seed)
     ref = reference_video_model(cfg) if video else reference_model(cfg)
     state = perturbed_state_dict(ref, seed)
     ref.load_state_dict(state, strict=True)

@@ -110,6 +110,45 @@ def test_video_everything_discovers_and_tracks(
     assert sum(m.any() for m in first.values()) >= 2
 
 
+def test_video_everything_gives_an_entering_object_a_new_id_within_n_frames(
+    nano: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Issue 18's proof through the CLI: `masklet video --everything --everything-every N` on a
+    demo clip where an object comes into view after the first frame; by the first round at or
+    after it enters (within N frames) it is tracked under an id no earlier frame had."""
+    from masklet.io.video import VideoWriter
+    from masklet.train.synthetic import demo_config, make_video
+
+    start, frames, every = 22, 10, 4  # demo clip 2: object 1 re-enters the view on frame 30
+    video = make_video(2, demo_config(48, (256, 192)))
+    entering = video.masks[start : start + frames, 0].astype(bool)  # [T, H, W]
+    enters = int(np.flatnonzero(entering.sum(axis=(1, 2)) > 0)[0])
+    assert 0 < enters < frames  # absent on the first frame, then in view
+    clip = tmp_path / "enters.mp4"
+    with VideoWriter(clip, fps=24, size=(256, 192)) as writer:
+        for frame in video.frames[start : start + frames]:
+            writer.write(frame)
+    monkeypatch.setattr(video_cli, "load_model_from_args", lambda args: nano)
+    js = tmp_path / "v.json"
+    flags = [*FLAGS[:2], "16", *FLAGS[3:]]  # a finer grid on the 256x192 clip
+    code = main(["video", str(clip), *flags, "--everything-every", str(every), "--json", str(js)])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(js.read_text())
+    assert [f["frame"] for f in data["frames"]] == list(range(frames))
+    per_frame = [
+        {a["id"]: decode_rle(a["segmentation"]).astype(bool) for a in f["annotations"]}
+        for f in data["frames"]
+    ]
+    earlier = set().union(*(set(m) for m in per_frame[:enters]))
+    assert earlier, "nothing was found on the first frames"
+    found_on = next(
+        (t for t in range(enters, frames)
+         if any(i not in earlier and iou(m, entering[t]) >= 0.7 for i, m in per_frame[t].items())),
+        None,
+    )  # fmt: skip
+    assert found_on is not None and found_on - enters < every, (enters, found_on)
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [(["--text", "a dog."], "not both"), (["--everything-every", "0"], "at least 1 frame"),

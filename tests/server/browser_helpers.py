@@ -176,3 +176,52 @@ def wait_for_page(page: Page, condition: str) -> None:
     status = page.locator("#status")
     if "error" in (status.get_attribute("class") or ""):
         raise AssertionError(f"the page shows an error: {status.text_content()}")
+
+
+# Compares the overlay canvas with several objects' masks: `expected` is a flat row-major list
+# of 1-based indices into `colors` ([r, g, b] per object, 0 = no mask; decoded in Python from
+# the API's RLE). A pixel with index k must carry colors[k - 1] half-transparent, any other
+# pixel must be clear (no prompt marker is drawn for found objects). Returns null while the
+# page has not decoded the frame's masks; else the pixels drawn right per object and the
+# wrong ones.
+COMPARE_OBJECTS = """([frame, expected, colors]) => {
+  const c = document.getElementById("overlay");
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  const masks = window.masklet.state.masks.get(frame);
+  if (!masks) return null;
+  for (const m of masks.values()) if (!m.pixels) return null;
+  if (expected.length !== c.width * c.height) return { sizeMismatch: expected.length };
+  const near = (a, e) => Math.abs(a - e) <= 2;
+  const right = colors.map(() => 0);
+  let wrong = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const k = expected[i], a = d[4 * i + 3];
+    if (!k) { if (a) wrong++; continue; }
+    const [r, g, b] = colors[k - 1];
+    if (near(d[4 * i], r) && near(d[4 * i + 1], g) && near(d[4 * i + 2], b) && near(a, 128)) right[k - 1]++;
+    else wrong++;
+  }
+  return { right, wrong };
+}"""
+
+
+def decode_api_masks(objects: list[dict[str, Any]]) -> dict[int, Any]:
+    """Object id -> [H, W] bool mask of API mask records, decoded with pycocotools."""
+    out = {}
+    for obj in objects:
+        rle = dict(obj["mask"])
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode("ascii")
+        out[obj["id"]] = coco_mask.decode(rle).astype(bool)  # [H, W]
+    return out
+
+
+def index_map(masks: dict[int, Any], order: list[int]) -> list[int]:
+    """A flat row-major list for COMPARE_OBJECTS: 1 + the position in `order` of the object
+    whose mask holds the pixel, 0 where none does (the API's masks do not overlap)."""
+    first = next(iter(masks.values()))
+    flat = [0] * first.size
+    for k, obj_id in enumerate(order, start=1):
+        for i in masks[obj_id].reshape(-1).nonzero()[0].tolist():
+            flat[i] = k
+    return flat

@@ -9,6 +9,8 @@ Python (pycocotools), not with the page's own decoder. Skips when Chromium or Pl
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,17 +19,21 @@ from typing import TYPE_CHECKING
 
 import av
 import httpx
+import numpy as np
 import pytest
 
 from masklet.checkpoints import load_model
 from masklet.modeling.sam2 import SAM2Model
-from masklet.train.synthetic import make_demo_video
+from masklet.train.synthetic import demo_config, make_demo_video, make_video
 from tests.server.browser_helpers import (
     CHROMIUM_ARGS,
+    COMPARE_OBJECTS,
     COMPARE_OVERLAY,
     LIT_FRAME_PIXELS,
     api_union_mask,
+    decode_api_masks,
     hex_to_rgb,
+    index_map,
     running_server,
     to_screen,
     wait_for_page,
@@ -52,6 +58,18 @@ STEP_TIMEOUT_MS = 30_000  # any one step (upload, click, tracking, export) waits
 # the prompt's point marker (radius 3, a 1-pixel outline, antialiased) hides the mask near it
 MARKER_GUARD_PIXELS = 6
 FAR_PIXELS = 10_000
+# segment everything with the nano model: its masks score at most ~0.82 predicted IoU and ~0.79
+# stability, under the reference's defaults the page starts with (0.8, 0.95); a person lowers
+# them in the page's settings, and so does the test
+EVERYTHING = {"points_per_side": 16, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.5}
+EVERYTHING_INPUTS = {
+    "#everything-points": "points_per_side",
+    "#everything-iou": "pred_iou_thresh",
+    "#everything-stability": "stability_score_thresh",
+}
+MIN_TRACKED_IOU = 0.6  # one frame on (nano: ~0.74..0.76)
+DEMO_FRAMES = 8  # the clip's length shapes its objects: frame 0 of 8 has two distinct ones
+MIN_REGION_IOU = 0.8  # each of the clip's two objects is one region (nano: ~0.86..0.89)
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +273,139 @@ def test_a_failed_open_clears_the_page_and_the_same_file_reopens(
             assert not page.locator("#exports-image").is_visible()
         finally:
             browser.close()
+
+
+# ---- segment everything (issue 18, point 4) --------------------------------------------------
+
+
+def demo_truth(seed: int, num_frames: int) -> np.ndarray:
+    """[T, K, H, W] bool: the true masks of the clip `make_demo_video` writes."""
+    config = dataclasses.replace(demo_config(num_frames, SIZE), use_photos=False)
+    return make_video(seed, config).masks.astype(bool)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def segment_everything(page: Page) -> None:
+    """Set the page's segment-everything settings to EVERYTHING and press the button."""
+    page.click("#everything summary")  # the settings are folded away
+    for selector, key in EVERYTHING_INPUTS.items():
+        page.fill(selector, str(EVERYTHING[key]))
+    page.click("#segment-everything")
+    wait_for_page(
+        page, "window.masklet.state.masks.has(window.masklet.state.frame) && "
+        "!document.getElementById('segment-everything').disabled",
+    )  # fmt: skip
+
+
+def assert_drawn(page: Page, frame: int, masks: dict[int, np.ndarray]) -> list[int]:
+    """Every pixel of every object's mask (decoded in Python) carries the object's colour on the
+    canvas, and nothing else is painted; returns the pixels drawn per object."""
+    order = sorted(masks)
+    colors = [
+        list(hex_to_rgb(page.evaluate(
+            "id => window.masklet.state.objects.find((o) => o.id === id).color", obj_id
+        )))
+        for obj_id in order
+    ]  # fmt: skip
+    drawn = page.evaluate(COMPARE_OBJECTS, [frame, index_map(masks, order), colors])
+    assert drawn is not None, "the page did not decode the masks"
+    assert drawn["wrong"] == 0, f"the canvas differs from the masks: {drawn}"
+    assert drawn["right"] == [int(masks[i].sum()) for i in order]
+    return list(drawn["right"])
+
+
+def test_segment_everything_on_an_image_in_chromium(
+    server: str, page: Page, tmp_path: Path
+) -> None:
+    image = tmp_path / "frame0.png"
+    make_demo_video(tmp_path / "demo.mp4", seed=0, num_frames=DEMO_FRAMES, size=SIZE, fps=FPS,
+                    image_path=image)  # fmt: skip
+    truth = demo_truth(0, DEMO_FRAMES)[0]  # [K, H, W]
+    page.goto(server)
+    page.wait_for_function("() => window.masklet !== undefined")
+    page.set_input_files("#file", str(image))
+    wait_for_page(page, "window.masklet.state.image !== null")
+    segment_everything(page)
+
+    objects = page.evaluate("() => window.masklet.state.objects.map((o) => [o.id, o.name])")
+    assert objects == [[1, "region_1"], [2, "region_2"]], objects  # took over the empty object_1
+    assert page.locator("#objects li").count() == 2
+    # the page's masks are the API's answer to the same request (decoded here, not by rle.js)
+    reply = httpx.post(
+        f"{server}/v1/images:segment", files={"image": ("frame0.png", image.read_bytes())},
+        data={"prompts": json.dumps({"objects": [], "everything": EVERYTHING})},
+    )  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    masks = decode_api_masks(reply.json()["objects"])
+    assert sorted(masks) == [1, 2]
+    for true_mask in truth:
+        assert max(iou(true_mask, m) for m in masks.values()) >= MIN_REGION_IOU
+    drawn = assert_drawn(page, 0, masks)
+    assert min(drawn) > 500, drawn
+
+    # an ordinary object: removing it re-segments the image without it
+    page.click("#objects li[data-id='2'] button")
+    wait_for_page(page, "window.masklet.state.masks.get(0).size === 1")
+    left = page.evaluate("() => [...window.masklet.state.masks.get(0).keys()]")
+    assert left == [1]
+    kept = page.evaluate("() => window.masklet.state.prompts.get('0:1')")
+    assert kept["box"] is not None and kept["points"] == []  # its prompt: the region's box
+
+
+def test_segment_everything_on_a_video_frame_in_chromium(
+    server: str, page: Page, tmp_path: Path
+) -> None:
+    frames = DEMO_FRAMES
+    video = tmp_path / "demo.mp4"
+    make_demo_video(video, seed=0, num_frames=frames, size=SIZE, fps=FPS)
+    truth = demo_truth(0, frames)  # [T, K, H, W]
+    page.goto(server)
+    page.wait_for_function("() => window.masklet !== undefined")
+    page.set_input_files("#file", str(video))
+    wait_for_page(page, "window.masklet.state.frames.has(0)")
+    sid = page.evaluate("() => window.masklet.state.session.id")
+    segment_everything(page)
+
+    info = httpx.get(f"{server}/v1/sessions/{sid}").json()
+    names = {o["id"]: o["name"] for o in info["objects"]}
+    assert names == {1: "region_1", 2: "region_2"}
+    shown = page.evaluate("() => window.masklet.state.objects.map((o) => [o.id, o.name])")
+    assert dict(shown) == names
+    masks = decode_api_masks(httpx.get(f"{server}/v1/sessions/{sid}/masks/0").json()["objects"])
+    for true_mask in truth[0]:
+        assert max(iou(true_mask, m) for m in masks.values()) >= MIN_REGION_IOU
+    assert min(assert_drawn(page, 0, masks)) > 500
+
+    page.keyboard.press("t")  # the regions track like clicked objects
+    wait_for_page(
+        page,
+        "document.getElementById('progress').value === 1 && !window.masklet.state.tracking",
+    )
+    last = frames - 1
+    wait_for_page(page, f"window.masklet.state.frame === {last}")
+    tracked = decode_api_masks(
+        httpx.get(f"{server}/v1/sessions/{sid}/masks/{last}").json()["objects"]
+    )
+    assert sorted(tracked) == [1, 2] and all(m.any() for m in tracked.values())
+    assert_drawn(page, last, tracked)
+    # each region follows the object it was found on (checked on the next frame: on this short
+    # clip the nano model drifts later on, with clicked objects alike)
+    following = decode_api_masks(httpx.get(f"{server}/v1/sessions/{sid}/masks/1").json()["objects"])
+    for obj_id, mask in masks.items():
+        k = max(range(len(truth[0])), key=lambda j: iou(truth[0][j], mask))
+        overlaps = [iou(t, following[obj_id]) for t in truth[1]]
+        assert max(overlaps) == overlaps[k] >= MIN_TRACKED_IOU, (obj_id, overlaps)
+
+    # renamed and removed through the page: the session follows
+    page.fill("#objects li[data-id='1'] input[type=text]", "ball")
+    page.dispatch_event("#objects li[data-id='1'] input[type=text]", "change")
+    page.click("#objects li[data-id='2'] button")
+    deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+    while (objects := httpx.get(f"{server}/v1/sessions/{sid}").json()["objects"]) != [
+        {"id": 1, "name": "ball"}
+    ]:
+        assert time.monotonic() < deadline, objects
+        time.sleep(0.1)

@@ -147,7 +147,7 @@ def prepare_image(request: ImageRequest, outputs: ImageOutputs | None = None) ->
         check_image_outputs(outputs)
     image = read_checked_image(request.image, request.limits.max_image_pixels)
     h, w = image.shape[:2]
-    check_everything(request.everything, request.text, None)
+    check_everything(request.everything, request.text, None, request.limits)
     merged = check_prompts(
         request.prompts, width=w, height=h, num_frames=None, limits=request.limits,
         names=request.names, has_text=request.text is not None or request.everything is not None,
@@ -266,10 +266,6 @@ def _segment_text(
     return detections
 
 
-REGION_NAME = "region_{}"  # objects segment-everything found: region_1, region_2, ...
-MAX_COVERED = 0.5  # a region with more of its pixels under better regions is not a new object
-
-
 def _segment_everything(
     model: SAM2Model,
     prepared: PreparedImage,
@@ -280,34 +276,22 @@ def _segment_everything(
     progress: ProgressFn,
     cancel: CancelToken,
 ) -> None:
-    """Every region the automatic mask generator finds, as new objects (best predicted IoU
-    first, ids after the prompted ones, regions mostly covered by better ones skipped), at
-    most `query.max_objects` / the request's limit."""
-    from masklet.everything import AutomaticMaskGenerator
+    """Every region the automatic mask generator finds, as new objects named `region_{k}`
+    (best predicted IoU first, ids after the prompted ones, regions mostly covered by the
+    prompted objects or better regions skipped), at most `query.max_objects` / the limit."""
+    from masklet.pipelines.everything import find_regions, region_names
 
-    generator = AutomaticMaskGenerator.from_config(model, query.generator_config())
+    def step(p: Progress) -> None:
+        progress(Progress(p.done, p.total, objects=len(masks)))
 
-    def step(done: int, total: int) -> None:
-        cancel.check()  # raising here stops the generator between point batches
-        progress(Progress(done, total, objects=len(masks)))
-
-    found = generator.generate(prepared.image, progress=step)
-    found.sort(key=lambda r: -float(r["predicted_iou"]))
-    cap = min(c for c in (query.max_objects, prepared.request.limits.max_objects) if c is not None)
-    claimed = np.zeros((prepared.height, prepared.width), dtype=bool)
-    for mask in masks.values():
-        claimed |= mask
-    first, kept = max([*masks, *names, 0]) + 1, 0
-    for region in found:
-        mask = np.asarray(region["segmentation"], dtype=bool)
-        # a region mostly under better ones is a part or a duplicate of them (as on video)
-        if kept == cap or (mask & ~claimed).sum() <= MAX_COVERED * mask.sum():
-            continue
-        obj_id = first + kept
-        masks[obj_id], scores[obj_id] = mask, float(region["predicted_iou"])
-        names[obj_id] = REGION_NAME.format(kept + 1)
-        claimed |= mask
-        kept += 1
+    regions = find_regions(
+        model, prepared.image, query, known=list(masks.values()),
+        cap=prepared.request.limits.max_objects, progress=step, cancel=cancel,
+    )  # fmt: skip
+    first = max([*masks, *names, 0]) + 1
+    new_names = region_names(len(regions), list(names.values()))
+    for k, (region, name) in enumerate(zip(regions, new_names, strict=True)):
+        masks[first + k], scores[first + k], names[first + k] = region.mask, region.score, name
 
 
 def write_image_outputs(result: ImageResult, outputs: ImageOutputs) -> list[Path]:

@@ -32,6 +32,8 @@ class Limits:
     max_frame_objects: frames tracked x objects, the unit of video work.
     max_upload_bytes: bytes of one uploaded file.
     max_json_depth / max_json_bytes: nesting and size of a JSON body or field.
+    max_everything_prompts: point prompts one segment-everything request runs
+      (points_per_side² on each of the 1 + 4 + 16 + ... crops of its crop layers).
     """
 
     max_objects: int | None = 256
@@ -42,12 +44,15 @@ class Limits:
     max_upload_bytes: int | None = None
     max_json_depth: int | None = 32
     max_json_bytes: int | None = 1_000_000
+    # 16 x the reference's default grid (32 x 32, no crops): minutes, not hours, on a CPU
+    max_everything_prompts: int | None = 16_384
 
     @classmethod
     def generous(cls) -> Limits:
         """For a person on their own machine: bounded only where more is certainly a mistake."""
         return cls(max_objects=10_000, max_points_per_object=10_000, max_image_pixels=None,
-                   max_json_depth=None, max_json_bytes=None)  # fmt: skip
+                   max_json_depth=None, max_json_bytes=None,
+                   max_everything_prompts=None)  # fmt: skip
 
     def check(
         self, name: str, value: int, *, what: str, setting: str, field: str | None = None

@@ -117,11 +117,24 @@ def check_text(text: TextQuery | None, limits: Limits, first_id: int) -> None:
 
 
 def check_everything(
-    everything: EverythingQuery | None, text: TextQuery | None, num_frames: int | None
+    everything: EverythingQuery | None,
+    text: TextQuery | None,
+    num_frames: int | None,
+    limits: Limits | None = None,
 ) -> None:
-    """Segment-everything settings, checked before any model work."""
+    """Segment-everything settings, checked before any model work (the point prompts it
+    would run against `limits.max_everything_prompts`)."""
     if everything is None:
         return
+    if limits is not None:
+        crops = sum(4**i for i in range(everything.crop_n_layers + 1))  # 1 + 4 + 16 + ...
+        limits.check(
+            "max_everything_prompts", everything.points_per_side**2 * crops,
+            what=f"segment-everything point prompts ({everything.points_per_side}x"
+            f"{everything.points_per_side} points on each of {crops} crops; ask for fewer "
+            "points_per_side or crop_n_layers)",
+            setting="the max_everything_prompts limit", field="everything.points_per_side",
+        )  # fmt: skip
     if text is not None:
         raise InvalidInputError(
             "give a text prompt or segment everything, not both (one finder per request)",

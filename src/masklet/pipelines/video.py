@@ -105,7 +105,7 @@ def _check_source(request: VideoRequest, source: FrameSource, owns: bool) -> Pre
     limits.check("max_image_pixels", source.width * source.height,
                  what=f"pixels per frame ({source.width}x{source.height})",
                  setting="the max_image_pixels limit", field="video")  # fmt: skip
-    check_everything(request.everything, request.text, n)
+    check_everything(request.everything, request.text, n, limits)
     finder = request.text is not None or request.everything is not None
     merged = check_prompts(
         request.prompts, width=source.width, height=source.height, num_frames=n, limits=limits,

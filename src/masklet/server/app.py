@@ -27,7 +27,15 @@ from masklet.server.bodies import BodyLimitMiddleware
 from masklet.server.context import ServerContext
 from masklet.server.docs import install_docs
 from masklet.server.errors import install_error_handlers
-from masklet.server.routes import health, images, predictions, sessions, text, tracking
+from masklet.server.routes import (
+    everything,
+    health,
+    images,
+    predictions,
+    sessions,
+    text,
+    tracking,
+)
 from masklet.server.settings import ServerSettings
 
 log = logging.getLogger("masklet.server")
@@ -104,7 +112,7 @@ async def _sweeper(context: ServerContext) -> None:
 
 def _install_routes(app: FastAPI) -> None:
     """The API routers, the schema and `/docs`, the web page and its files."""
-    for module in (health, images, sessions, tracking, text, predictions):
+    for module in (health, images, sessions, tracking, text, everything, predictions):
         app.include_router(module.router)
     keys = bool(app.state.context.settings.api_keys)
     install_docs(app, extra_schemas=predictions.SCHEMAS, keys_required=keys)

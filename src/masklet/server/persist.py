@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from masklet.io.masks import write_json
+from masklet.io.masks import decode_rle, encode_rle, write_json
 from masklet.server.schemas import ObjectMask
 
 log = logging.getLogger("masklet.server")
@@ -147,6 +147,12 @@ def replay(predictor: Any, video: Any, entries: list[dict[str, Any]]) -> None:
             predictor.remove_object(video, entry["obj_id"], need_output=False)
         elif op == "name":
             predictor.set_object_name(video, entry["obj_id"], entry["name"])
+        elif op == "mask":
+            if entry.get("name"):
+                predictor.set_object_name(video, entry["obj_id"], entry["name"])
+            predictor.add_new_mask(
+                video, entry["frame"], entry["obj_id"], decode_rle(entry["mask"])
+            )
         else:
             raise ValueError(f"unknown change {op!r} in the prompts log")
 
@@ -169,6 +175,13 @@ def prompt_entry(
         "op": "prompt", "frame": frame, "obj_id": obj_id, "points": listed(points),
         "labels": listed(labels), "box": listed(box), "clear_old_points": clear_old_points,
         "name": name,
+    }  # fmt: skip
+
+
+def mask_entry(frame: int, obj_id: int, mask: np.ndarray, name: str = "") -> dict[str, Any]:
+    """The log line of a mask prompt ([H, W] bool, kept as COCO RLE)."""
+    return {
+        "op": "mask", "frame": frame, "obj_id": obj_id, "mask": encode_rle(mask), "name": name
     }  # fmt: skip
 
 

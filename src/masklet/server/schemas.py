@@ -28,6 +28,9 @@ Num = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
 MAX_OBJECTS = 256
 MAX_TEXT_CHARS = 1000  # a text prompt is a few phrases; more is certainly a client bug
+# segment everything: 128 x 128 points on 1 + 4 + 16 + 64 crops is already hours on a CPU
+MAX_POINTS_PER_SIDE = 128
+MAX_CROP_LAYERS = 3
 
 
 class _Strict(BaseModel):
@@ -114,15 +117,34 @@ class TextQuery(_Strict):
 
 
 class EverythingSettings(_Strict):
-    """Segment everything: every region SAM 2's automatic mask generator finds becomes an
-    object named `region_{k}` (the reference's defaults)."""
+    """Segment everything: every region SAM 2's automatic mask generator finds (and no given
+    object already covers) becomes an object named `region_{k}`. The defaults are the
+    reference's, tuned for the official checkpoints; the bundled `masklet-nano-synthetic`
+    model's masks score at most ~0.82 predicted IoU and ~0.79 stability, so with it lower both
+    thresholds (0.5 finds its shapes)."""
 
-    points_per_side: int = Field(32, ge=1, le=128, description="grid of n x n point prompts")
-    pred_iou_thresh: float = Field(0.8, ge=0.0, le=1.0)
-    stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0)
-    crop_n_layers: int = Field(0, ge=0, le=3)
-    min_mask_region_area: int = Field(0, ge=0)
-    max_objects: int | None = Field(None, ge=1, description="keep at most this many regions")
+    points_per_side: Int = Field(
+        32, ge=1, le=MAX_POINTS_PER_SIDE, description="a grid of n x n point prompts"
+    )
+    pred_iou_thresh: Num = Field(
+        0.8, ge=0.0, le=1.0, description="lowest predicted IoU (the decoder's quality) kept"
+    )
+    stability_score_thresh: Num = Field(
+        0.95, ge=0.0, le=1.0,
+        description="lowest stability (IoU of the mask at logit thresholds -1 and +1) kept",
+    )  # fmt: skip
+    box_nms_thresh: Num = Field(
+        0.7, ge=0.0, le=1.0, description="box IoU above which the lower-scored mask is dropped"
+    )
+    crop_n_layers: Int = Field(
+        0, ge=0, le=MAX_CROP_LAYERS, description="also run on 4, 16, ... overlapping crops"
+    )
+    min_mask_region_area: Int = Field(
+        0, ge=0, description="remove holes and islands smaller than this (pixels)"
+    )
+    max_objects: Int | None = Field(
+        None, ge=1, description="keep at most this many regions (best first)"
+    )
 
 
 class ImagePrompts(TextQuery):
@@ -219,6 +241,30 @@ class TextResult(BaseModel):
     frame: int
     objects: list[ObjectMask] = Field(description="the frame's masks of every object")
     added: list[DetectedObject] = Field(description="the new objects, best detection first")
+
+
+class EverythingRequest(EverythingSettings):
+    """`POST /v1/sessions/{id}/everything`: segment everything on one frame and add each region
+    as a new object (its mask is the prompt)."""
+
+    frame: Int = Field(ge=0)
+
+
+class FoundRegion(BaseModel):
+    """An object segment everything found: its id, name, predicted IoU and box."""
+
+    id: int
+    name: str
+    score: float = Field(description="predicted IoU of the region's mask")
+    box: tuple[float, float, float, float] = Field(
+        description="x1, y1, x2, y2 (exclusive ends: a valid box prompt for the region)"
+    )
+
+
+class EverythingResult(BaseModel):
+    frame: int
+    objects: list[ObjectMask] = Field(description="the frame's masks of every object")
+    added: list[FoundRegion] = Field(description="the new objects, best predicted IoU first")
 
 
 class PropagateRequest(_Strict):

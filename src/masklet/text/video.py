@@ -46,11 +46,16 @@ from masklet.text.detector import (
     Detector,
 )
 from masklet.text.image import detect_objects
-from masklet.video.discovery import Candidate, DiscoveryOptions, discover_and_track
+from masklet.video.discovery import (
+    Candidate,
+    DiscoveryOptions,
+    check_start,
+    discover_and_track,
+)
 from masklet.video.predictor import VideoPredictor
 from masklet.video.results import FrameResult
 from masklet.video.session import VideoSession
-from masklet.video.tracking import DIRECTIONS, Direction
+from masklet.video.tracking import Direction
 
 
 @dataclass(frozen=True)
@@ -103,9 +108,7 @@ def track_with_text(
     opts = TextTrackingOptions(
         text, box_threshold, text_threshold, redetect_every, new_object_iou, max_objects
     )
-    _check(session, opts, detect_frame, direction)
-    if max_frames is not None and max_frames < 0:
-        raise InvalidInputError(f"max_frames must be >= 0 (or None), got {max_frames}")
+    _check(session, opts, detect_frame, direction, max_frames)
     finder = TextFinder(detector, text, box_threshold, text_threshold)
     discovery = DiscoveryOptions(
         every=redetect_every, new_object_iou=new_object_iou, max_objects=max_objects
@@ -117,25 +120,17 @@ def track_with_text(
 
 
 def _check(
-    session: VideoSession, opts: TextTrackingOptions, detect_frame: int, direction: str
-) -> int:
-    n = session.num_frames
-    if n is None:
-        raise InvalidInputError(
-            "text tracking needs a video of known length; close the live source first"
-        )
-    if direction not in DIRECTIONS:
-        raise InvalidInputError(
-            f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}"
-        )
-    if not isinstance(detect_frame, (int, np.integer)) or not 0 <= detect_frame < n:
-        raise InvalidInputError(f"detect_frame must be in 0..{n - 1}, got {detect_frame!r}")
+    session: VideoSession,
+    opts: TextTrackingOptions,
+    detect_frame: int,
+    direction: str,
+    max_frames: int | None,
+) -> None:
+    """Everything `discover_and_track` checks, named as text tracking's arguments (its own
+    options check `new_object_iou` and `max_objects` under the same names)."""
+    check_start(session, detect_frame, direction, max_frames, frame_name="detect_frame",
+                what="text tracking")  # fmt: skip
     if opts.redetect_every is not None and opts.redetect_every < 1:
         raise InvalidInputError(
             f"redetect_every must be a number of frames >= 1 (or None), got {opts.redetect_every}"
         )
-    if not 0.0 < opts.new_object_iou <= 1.0:
-        raise InvalidInputError(f"new_object_iou must be in (0, 1], got {opts.new_object_iou}")
-    if opts.max_objects is not None and opts.max_objects < 1:
-        raise InvalidInputError(f"max_objects must be at least 1, got {opts.max_objects}")
-    return n

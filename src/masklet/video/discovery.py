@@ -119,20 +119,7 @@ def discover_and_track(
     `FrameResult.names` and `session.names`.
 
     max_frames: track at most this many frames beyond `start_frame` in each direction."""
-    n = session.num_frames
-    if n is None:
-        raise InvalidInputError(
-            "finding objects while tracking needs a video of known length; close the live "
-            "source first"
-        )
-    if direction not in DIRECTIONS:
-        raise InvalidInputError(
-            f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}"
-        )
-    if not isinstance(start_frame, (int, np.integer)) or not 0 <= start_frame < n:
-        raise InvalidInputError(f"start_frame must be in 0..{n - 1}, got {start_frame!r}")
-    if max_frames is not None and max_frames < 0:
-        raise InvalidInputError(f"max_frames must be >= 0 (or None), got {max_frames}")
+    n = check_start(session, start_frame, direction, max_frames)
     span = n if max_frames is None else max_frames
     state = _Discovered(next_id=max(session.obj_ids, default=0) + 1)
     run = _Run(predictor, session, finder, options, state)
@@ -145,6 +132,33 @@ def discover_and_track(
             yield from run.track(
                 start_frame, span, reverse=True, find_first=not forward, yield_first=not forward
             )
+
+
+def check_start(
+    session: VideoSession,
+    start_frame: int,
+    direction: str,
+    max_frames: int | None,
+    *,
+    frame_name: str = "start_frame",
+    what: str = "finding objects while tracking",
+) -> int:
+    """The video's length, after checking where and how far a discovery run tracks (errors
+    name the caller's `frame_name` and describe the run as `what`)."""
+    n = session.num_frames
+    if n is None:
+        raise InvalidInputError(
+            f"{what} needs a video of known length; close the live source first"
+        )
+    if direction not in DIRECTIONS:
+        raise InvalidInputError(
+            f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}"
+        )
+    if not isinstance(start_frame, (int, np.integer)) or not 0 <= start_frame < n:
+        raise InvalidInputError(f"{frame_name} must be in 0..{n - 1}, got {start_frame!r}")
+    if max_frames is not None and max_frames < 0:
+        raise InvalidInputError(f"max_frames must be >= 0 (or None), got {max_frames}")
+    return n
 
 
 @dataclass

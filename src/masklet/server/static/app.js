@@ -123,7 +123,7 @@ function draw() {
   for (const [key, p] of state.prompts) {
     const [frame, id] = key.split(":").map(Number);
     if (frame !== state.frame) continue;
-    if (p.box) {
+    if (p.box && !p.quiet) {  // a region's box prompt is not drawn: its mask shows it
       ctx.strokeStyle = colorOf(id); ctx.lineWidth = Math.max(1, radius / 2);
       ctx.strokeRect(p.box[0], p.box[1], p.box[2] - p.box[0], p.box[3] - p.box[1]);
     }
@@ -303,20 +303,24 @@ async function sendVideoPrompt(frame, id) {
 
 // ---- text prompts -------------------------------------------------------------------
 
-// Objects found by a text prompt join the list under the server's ids and names; a local
-// object with the same id but no prompt yet (the empty object_1 of a fresh page) is taken over.
-function adoptDetections(frame, detections) {
-  for (const d of detections) {
+// Objects the server found (a text prompt's boxes, segment everything's regions) join the
+// list under the server's ids and names; a local object with the same id but no prompt yet
+// (the empty object_1 of a fresh page) is taken over. `promptFor(found)` is the object's
+// prompt on the page: later clicks are added to it.
+function adoptFound(frame, found, promptFor) {
+  for (const d of found) {
     const obj = state.objects.find((o) => o.id === d.id);
     if (obj) obj.name = d.name;
     else state.objects.push({ id: d.id, name: d.name, color: defaultColor(d.id) });
-    // the detector's box is the object's prompt: later clicks refine it
-    Object.assign(promptOf(frame, d.id), { points: [], labels: [], box: d.box });
+    Object.assign(promptOf(frame, d.id), { points: [], labels: [], box: null, quiet: false }, promptFor(d));
     state.nextId = Math.max(state.nextId, d.id + 1);
   }
-  if (detections.length) state.active = detections[0].id;
+  if (found.length) state.active = found[0].id;
   renderObjects();
 }
+
+// the detector's box is a text object's prompt
+const adoptDetections = (frame, detections) => adoptFound(frame, detections, (d) => ({ box: d.box }));
 
 async function findText() {
   const text = $("text-prompt").value.trim();
@@ -343,6 +347,56 @@ async function findText() {
     status(result.added.length ? `found ${names}` : `nothing found for “${text}”`);
   } catch (e) { status(e.message, true); }
   finally { $("find").disabled = false; }
+}
+
+// ---- segment everything -------------------------------------------------------------
+
+// What the page asks for: the numbers in "settings". Their defaults are the reference's, made
+// for the official models; the server says when nothing passes them (see everythingDone).
+function everythingSettings() {
+  return {
+    points_per_side: Math.round(Number($("everything-points").value)),
+    pred_iou_thresh: Number($("everything-iou").value),
+    stability_score_thresh: Number($("everything-stability").value),
+  };
+}
+
+// Every region found on the picture (or the frame shown) that no object covers becomes an
+// object. On an image its prompt is its box (not drawn: clicks refine it, and the image is
+// segmented again from the prompts); on a video frame the server keeps the region's mask as
+// its prompt, so clicks there correct the mask itself.
+async function segmentEverything() {
+  if (!state.mode) return status("open an image or a video first", true);
+  const settings = everythingSettings();
+  status("segmenting everything…");
+  $("segment-everything").disabled = true;
+  try {
+    let frame = 0, result, added;
+    if (state.mode === "image") {
+      const prompts = imagePrompts();
+      const form = new FormData();
+      form.append("image", state.imageFile);
+      form.append("prompts", JSON.stringify({ ...prompts, everything: settings }));
+      result = await request("POST", "/v1/images:segment", form);
+      const given = new Set(prompts.objects.map((o) => o.id));
+      // a region's box has inclusive ends; a box prompt has exclusive ones
+      added = result.objects.filter((o) => !given.has(o.id)).map((o) => ({
+        id: o.id, name: o.name, score: o.score, box: [o.box[0], o.box[1], o.box[2] + 1, o.box[3] + 1],
+      }));
+      adoptFound(frame, added, (d) => ({ box: d.box, quiet: true }));
+    } else {
+      frame = state.frame;
+      result = await request("POST", `/v1/sessions/${state.session.id}/everything`, { frame, ...settings });
+      added = result.added;
+      adoptFound(frame, added, () => ({}));
+    }
+    storeMasks(frame, result.objects);
+    if (state.frame === frame) draw();
+    if (added.length) status(`found ${added.length} regions: ${added.map((d) => d.name).join(", ")}`);
+    else status(`no new region: none passed min quality ${settings.pred_iou_thresh} and min `
+      + `stability ${settings.stability_score_thresh}, or objects cover them (try lower values in settings)`);
+  } catch (e) { status(e.message, true); }
+  finally { $("segment-everything").disabled = false; }
 }
 
 async function clearFrame() {
@@ -486,6 +540,7 @@ $("file").onchange = (event) => {
 };
 $("add-object").onclick = addObject;
 $("text-find").onsubmit = (event) => { event.preventDefault(); findText(); };
+$("everything").onsubmit = (event) => { event.preventDefault(); segmentEverything(); };
 $("track").onclick = track;
 $("cancel").onclick = cancelTrack;
 $("play").onclick = togglePlay;
