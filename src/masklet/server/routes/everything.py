@@ -8,11 +8,13 @@ corrected and removed like a clicked object. Images take `"everything"` in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 
 from masklet.errors import MaskletError
 from masklet.io.masks import decode_rle
-from masklet.pipelines.everything import find_regions, region_names
+from masklet.pipelines.everything import Region, find_regions, region_names
 from masklet.pipelines.limits import LimitExceededError
 from masklet.pipelines.requests import EverythingQuery
 from masklet.pipelines.validation import check_everything
@@ -24,6 +26,10 @@ from masklet.server.routes.common import ERROR_RESPONSES
 from masklet.server.routes.sessions import SessionId
 from masklet.server.routes.tracking import _check_frame, run_locked
 from masklet.server.schemas import EverythingRequest, EverythingResult, FoundRegion, ObjectMask
+from masklet.server.sessions import ServerSession
+
+if TYPE_CHECKING:
+    from masklet.video.predictor import VideoPredictor
 
 router = APIRouter(tags=["video sessions"], responses=ERROR_RESPONSES)
 
@@ -54,26 +60,33 @@ async def add_everything_objects(
     job = Job()
 
     def work() -> EverythingResult:
-        video = session.video
         with session.frames_lock:
             image = session.frames.get(body.frame)  # [H, W, 3] uint8
         kept = session.masks.get(body.frame, {}).values()
         known = [decode_rle(r.mask.model_dump()) for r in kept if r.area > 0]  # [H, W] bool
         regions = find_regions(model, image, query, known=known, cap=room, cancel=job)
-        first_id = max(video.obj_ids, default=0) + 1
-        names = region_names(len(regions), list(video.names.values()))
-        records: list[ObjectMask] = list(session.masks.get(body.frame, {}).values())
-        added = []
-        for k, (region, name) in enumerate(zip(regions, names, strict=True)):
-            obj_id = first_id + k
-            predictor.set_object_name(video, obj_id, name)
-            _, obj_ids, logits = predictor.add_new_mask(video, body.frame, obj_id, region.mask)
-            session.journal(mask_entry(body.frame, obj_id, region.mask, name))
-            records = session.store_logits(body.frame, obj_ids, logits)
-            added.append(FoundRegion(id=obj_id, name=name, score=region.score, box=region.box))
-        return EverythingResult(frame=body.frame, objects=records, added=added)
+        return _add_regions(session, predictor, body.frame, regions)
 
     return await run_locked(ctx, session, work, job)
+
+
+def _add_regions(
+    session: ServerSession, predictor: VideoPredictor, frame: int, regions: list[Region]
+) -> EverythingResult:
+    """Each region as a new mask-prompted object on `frame`, journaled like any prompt."""
+    video = session.video
+    first_id = max(video.obj_ids, default=0) + 1
+    names = region_names(len(regions), list(video.names.values()))
+    records: list[ObjectMask] = list(session.masks.get(frame, {}).values())
+    added = []
+    for k, (region, name) in enumerate(zip(regions, names, strict=True)):
+        obj_id = first_id + k
+        predictor.set_object_name(video, obj_id, name)
+        _, obj_ids, logits = predictor.add_new_mask(video, frame, obj_id, region.mask)
+        session.journal(mask_entry(frame, obj_id, region.mask, name))
+        records = session.store_logits(frame, obj_ids, logits)
+        added.append(FoundRegion(id=obj_id, name=name, score=region.score, box=region.box))
+    return EverythingResult(frame=frame, objects=records, added=added)
 
 
 def _room(objects: int, limit: int | None) -> int | None:
