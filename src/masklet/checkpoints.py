@@ -412,11 +412,16 @@ def load_model(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device | None = None,
     config: ModelConfig | None = None,
+    *,
+    precision: str | None = None,
 ) -> nn.Module:
     """A SAM 2 model in eval mode on `device`, with strictly loaded weights.
 
     `name_or_path` is an official name (cached, else downloaded) or a checkpoint file; for a
     file the variant is detected from its tensors unless `config` is given.
+
+    precision: fp32, bf16, fp16 or auto (`masklet.precision`), recorded on the model as
+    `model.precision` for every predictor built on it; None leaves the predictors at fp32.
     """
     path = bundled_path(str(name_or_path)) or Path(name_or_path)
     if path.is_dir() and (path / _HF_WEIGHTS).is_file():  # a save_pretrained folder
@@ -440,7 +445,12 @@ def load_model(
     check_compatible(model, state_dict, config, path)
     model.load_state_dict(state_dict, strict=True)
     model.missing_video_weights = tuple(video_missing)  # type: ignore[assignment]
-    return model.eval().to(resolve_device(device))
+    model = model.eval().to(resolve_device(device))
+    if precision is not None:
+        from masklet.precision import apply_precision
+
+        apply_precision(model, precision)
+    return model
 
 
 _HF_WEIGHTS = "model.safetensors"  # the file name transformers' save_pretrained writes

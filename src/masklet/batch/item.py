@@ -41,12 +41,14 @@ FrameFn = Callable[[int], None]
 @dataclass(frozen=True)
 class WorkerSpec:
     """What every worker loads once: the SAM 2 model (a registry name or checkpoint path), the
-    device, torch's intra-op threads (None: leave torch's default), the text detector."""
+    device, torch's intra-op threads (None: leave torch's default), the text detector, the
+    compute precision (`masklet.precision`; None: fp32)."""
 
     model: str
     device: str | None = None
     threads: int | None = None
     detector: str | None = None
+    precision: str | None = None
 
 
 class WorkerState:
@@ -60,7 +62,7 @@ class WorkerState:
 
             torch.set_num_threads(spec.threads)
         self.spec = spec
-        self.model: Any = load_model(spec.model, device=spec.device)
+        self.model: Any = load_model(spec.model, device=spec.device, precision=spec.precision)
         self._detector: Any = None
         self._detector_error: Exception | None = None
 

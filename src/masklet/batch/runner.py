@@ -76,6 +76,7 @@ def run(
     executor: Executor | None = None,
     device: str | None = None,
     detector: str | None = None,
+    precision: str | None = None,
     retry_failed: bool = False,
     max_retries: int = DEFAULT_MAX_RETRIES,
     progress: bool | None = None,
@@ -85,6 +86,7 @@ def run(
 
     items: a JSON Lines manifest path, `BatchItem`s, or manifest line objects.
     model: a registry name or checkpoint path; each worker loads it once.
+    precision: fp32, bf16, fp16 or auto (`masklet.precision`; None: fp32).
     executor: `LocalExecutor(workers=N)` (default, one worker) or `RayExecutor(...)`.
     progress: a bar on stderr (None: only on a terminal).
     on_event: called with every executor event (tests use it to kill a worker mid-item).
@@ -99,7 +101,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     clear_leftovers(out)
     executor = executor or LocalExecutor()
-    spec = WorkerSpec(model=model, device=device, detector=detector)
+    spec = WorkerSpec(model=model, device=device, detector=detector, precision=precision)
     lines: dict[str, ReportLine] = {}
     to_run: list[BatchItem] = []
     for item in checked:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from masklet.cli.common import add_precision_option
 from masklet.errors import InvalidInputError
 
 # (flag, type, metavar, help): every limit of the server (masklet.server.settings), None = default
@@ -41,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
     model.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
+    add_precision_option(model, default=None)  # None: MASKLET_PRECISION, else fp32
     model.add_argument(
         "--detector", default=None, metavar="MODEL_ID_OR_PATH",
         help="GroundingDINO for text prompts: hub id, 'tiny', 'base' or a local directory",
@@ -70,6 +72,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
 
     return settings_from_env(
         host=args.host, port=args.port, model=args.checkpoint or args.model, device=args.device,
+        precision=args.precision,
         detector=args.detector,
         data_dir=args.data_dir, api_keys=tuple(args.api_key) if args.api_key else None,
         max_upload_mb=args.max_upload_mb, max_video_frames=args.max_video_frames,

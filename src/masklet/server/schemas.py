@@ -285,6 +285,7 @@ class HealthInfo(BaseModel):
     status: Literal["ok"]
     model: str
     model_loaded: bool
+    precision: str
     sessions: int
     jobs: int
 

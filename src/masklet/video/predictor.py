@@ -21,6 +21,7 @@ from masklet.modeling.logits import LOGIT_CLAMP, NO_OBJECT_SCORE
 from masklet.modeling.outputs import FrameOutput, ImageFeatures
 from masklet.modeling.sam2 import SAM2Model, non_overlapping
 from masklet.postprocess import fill_holes_video
+from masklet.precision import Precision, in_precision, predictor_precision
 from masklet.video.batching import groups, merge_banks, shared_memory_pos
 from masklet.video.frames import FrameSource, LiveSource, open_frames
 from masklet.video.order import processing_order
@@ -43,6 +44,8 @@ class VideoPredictor:
         add_all_frames_to_correct_as_cond: bool = True,
         feature_cache_frames: int = 2,
         batch_objects: bool | None = None,
+        *,
+        precision: str | Precision | None = None,
     ) -> None:
         """
         fill_hole_area: fill background holes up to this many low-res pixels (0 = off).
@@ -52,6 +55,7 @@ class VideoPredictor:
         batch_objects: run objects whose memories line up as one batch. None = only on an
             accelerator: on CPU a batch of objects measured ~10% slower per object than one
             by one (larger intermediate tensors), so objects run one by one there.
+        precision: fp32, bf16, fp16 or auto (`masklet.precision`); None: the model's own.
         """
         from masklet.checkpoints import require_video_weights
 
@@ -63,6 +67,7 @@ class VideoPredictor:
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.feature_cache_frames = feature_cache_frames
         self.batch_objects = batch_objects
+        self.precision = predictor_precision(model, precision, model.device)
 
     @property
     def image_size(self) -> int:
@@ -99,6 +104,7 @@ class VideoPredictor:
         return VideoSession(source=frames, features=cache, memory_window=window)
 
     @torch.inference_mode()
+    @in_precision
     def _compute_features(self, source: FrameSource, frame_idx: int) -> ImageFeatures:
         image = frame_to_tensor(source.get(frame_idx), self.image_size)
         return self.model.forward_image(image[None].to(self.device))
@@ -235,6 +241,7 @@ class VideoPredictor:
 
     # ---- inference --------------------------------------------------------------------------
 
+    @in_precision
     def _infer(
         self,
         session: VideoSession,
@@ -294,6 +301,7 @@ class VideoPredictor:
             )
         return results
 
+    @in_precision
     def _encode_pending(
         self, session: VideoSession, track: ObjectTrack, frame_idx: int, out: FrameOutput
     ) -> None:
@@ -416,7 +424,7 @@ class VideoPredictor:
             frame_idx=frame_idx,
             obj_ids=ids,
             mask_logits=video,
-            object_scores=obj_scores,
+            object_scores=obj_scores.float(),
             names=dict(session.names),
         )
 
