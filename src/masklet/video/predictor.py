@@ -381,6 +381,7 @@ class VideoPredictor:
         available = session.num_frames if session.num_frames is not None else len(session.source)
         return processing_order(start, available, max_frames, reverse)
 
+    @in_precision  # one autocast per frame: its weight casts are shared by the objects
     def _track_frame(self, session: VideoSession, frame_idx: int, reverse: bool) -> FrameResult:
         tracks = list(session.objects.values())
         low_res: dict[int, Tensor] = {}
