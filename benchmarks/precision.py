@@ -9,8 +9,8 @@ Accuracy (the bundled nano model, trained): held-out J&F and first-frame click I
 (`masklet.eval.heldout`), and for the int8 encoder the IoU of one-click masks against the fp32
 encoder's (same fp32 onnxruntime decoder) on the held-out clips' first frames.
 
-    python benchmarks/precision.py                 # 384 input, 3 frames, 3 repeats (~4 min)
-    python benchmarks/precision.py --quick         # 256 input, 2 repeats, 3 clips
+    python benchmarks/precision.py                 # 256 input, 4 frames, 3 repeats (~4 min)
+    python benchmarks/precision.py --quick         # 2 repeats, 3 clips
     python benchmarks/precision.py --image-size 1024 --repeats 2   # real size (long: fp16
                                                    # convolutions are slow on most CPUs)
 """
@@ -41,15 +41,15 @@ MODES = [p.value for p in Precision]
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--image-size", type=int, default=None, help="input side (default 384)")
-    p.add_argument("--frames", type=int, default=None, help="video frames (default 3)")
+    p.add_argument("--image-size", type=int, default=None, help="input side (default 256)")
+    p.add_argument("--frames", type=int, default=None, help="video frames (default 4)")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3)")
     p.add_argument("--videos", type=int, default=None, help="held-out clips (default 6)")
     add_common_args(p, profile=False)
     args = p.parse_args()
     quick = args.quick
-    args.image_size = args.image_size or (256 if quick else 384)
-    args.frames = args.frames or 3
+    args.image_size = args.image_size or 256
+    args.frames = args.frames or 4
     args.repeats = args.repeats or (2 if quick else 3)
     args.videos = args.videos or (3 if quick else 6)
     return args
@@ -91,8 +91,10 @@ def _video(model: SAM2Model, frames: list[np.ndarray], objects: int) -> Callable
     return run
 
 
-def _alternate(fn: Callable[[str], float], modes: list[str], repeats: int) -> dict[str, float]:
-    for mode in modes:  # warm-up
+def _alternate(
+    fn: Callable[[str], float], modes: list[str], repeats: int, *, warmup: bool = True
+) -> dict[str, float]:
+    for mode in modes if warmup else []:
         fn(mode)
     times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(repeats):
@@ -106,11 +108,20 @@ def _speed(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     image = structured_image(900, 1200, args.seed)
     frames = [structured_image(360, 480, args.seed + t) for t in range(args.frames)]
     rows = {"set_image": _alternate(_set_image(model, image), MODES, args.repeats)}
+    _print_row("set_image", rows["set_image"])
     for k in (1, 4):
-        rows[f"video frame, {k} object(s)"] = _alternate(
-            _video(model, frames, k), MODES, 1
-        )  # one timed run after the warm-up: the median over its frames
+        label = f"video frame, {k} object(s)"
+        # one run per mode, no warm-up run (the encoder is warm from set_image): the median
+        # over its propagated frames leaves out the first one's kernel set-up
+        rows[label] = _alternate(_video(model, frames, k), MODES, 1, warmup=False)
+        _print_row(label, rows[label])
     return rows
+
+
+def _print_row(label: str, t: dict[str, float]) -> None:
+    ratios = "  ".join(f"{m} {t[m] / t['fp32']:.2f}" for m in MODES[1:])
+    cells = "".join(f"{t[m] * 1e3:>8.0f}ms" for m in MODES)
+    print(f"{label:<28}{cells}   {ratios}", flush=True)
 
 
 def _onnx_encoder(args: argparse.Namespace, out: Path) -> tuple[dict[str, float], Path]:
@@ -132,10 +143,12 @@ def _onnx_encoder(args: argparse.Namespace, out: Path) -> tuple[dict[str, float]
         (1, 3, args.image_size) + (args.image_size,)
     )
     feed = {"images": images.astype(np.float32)}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch's
     sessions = {
-        "fp32": ort.InferenceSession(str(out / "fp32" / "image_encoder.onnx"), providers=["CPUExecutionProvider"]),
-        "int8": ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]),
-    }  # fmt: skip
+        kind: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for kind, path in (("fp32", out / "fp32" / "image_encoder.onnx"), ("int8", int8))
+    }
 
     def run(kind: str) -> float:
         start = now()
@@ -219,11 +232,8 @@ def main() -> None:
     apply_common_args(args)
     print(f"precision benchmark; {describe_machine(args)}", flush=True)
     print(f"timing model: sam2.1_hiera_tiny layout at {args.image_size}, perturbed random weights")
-    speed = _speed(args)
     print(f"\n{'measure':<28}" + "".join(f"{m:>10}" for m in MODES) + "   ratios to fp32")
-    for label, t in speed.items():
-        ratios = "  ".join(f"{m} {t[m] / t['fp32']:.2f}" for m in MODES[1:])
-        print(f"{label:<28}" + "".join(f"{t[m] * 1e3:>8.0f}ms" for m in MODES) + f"   {ratios}")
+    speed = _speed(args)
     with tempfile.TemporaryDirectory() as tmp:
         ort_times, _ = _onnx_encoder(args, Path(tmp))
         print(

@@ -23,10 +23,11 @@ from masklet.precision import (
 )
 from tests.parity.reference import small_config
 
-# the flags of this project's CI machine: AVX512 with bf16 dot products, no AMX, no FP16
-AVX512_BF16_ONLY = frozenset({"avx2", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni"})
-AMX = AVX512_BF16_ONLY | {"amx_bf16", "amx_tile", "amx_int8"}
-FP16 = AVX512_BF16_ONLY | {"avx512_fp16"}
+AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
+# this project's CI machine: AVX512 with bf16 dot products, no AMX, no FP16
+AVX512_BF16 = AVX2 | {"avx512f", "avx512bw", "avx512_bf16", "avx512_vnni"}
+AMX = AVX512_BF16 | {"amx_bf16", "amx_tile", "amx_int8"}
+FP16 = AVX2 | {"avx512f", "avx512_fp16"}
 
 
 class FakeTimer:
@@ -41,14 +42,17 @@ class FakeTimer:
         return self.seconds[mode]
 
 
-def test_cpu_without_amx_or_fp16_stays_fp32_without_measuring() -> None:
+def test_cpu_without_reduced_precision_units_stays_fp32_without_measuring() -> None:
     timer = FakeTimer({})  # any measurement would raise KeyError
-    choice = choose(DeviceCaps("cpu", cpu_flags=AVX512_BF16_ONLY), timer)
+    choice = choose(DeviceCaps("cpu", cpu_flags=AVX2), timer)
     assert choice.mode is Precision.FP32 and timer.asked == []
     assert "AMX" in choice.reason and choice.requested == "auto"
 
 
-@pytest.mark.parametrize(("flags", "mode"), [(AMX, Precision.BF16), (FP16, Precision.FP16)])
+@pytest.mark.parametrize(
+    ("flags", "mode"),
+    [(AMX, Precision.BF16), (FP16, Precision.FP16), (AVX512_BF16, Precision.BF16)],
+)
 def test_cpu_reduced_mode_is_kept_only_when_measured_faster(
     flags: frozenset[str], mode: Precision
 ) -> None:
@@ -65,6 +69,8 @@ def test_cpu_reduced_mode_is_kept_only_when_measured_faster(
 
 def test_amx_wins_over_fp16_and_cuda_prefers_bf16() -> None:
     assert hardware_choice(DeviceCaps("cpu", cpu_flags=AMX | FP16))[0] is Precision.BF16
+    # AVX512-FP16 computes fp16 natively; bf16 dot products alone come after it
+    assert hardware_choice(DeviceCaps("cpu", cpu_flags=AVX512_BF16 | FP16))[0] is Precision.FP16
     assert hardware_choice(DeviceCaps("cuda", cuda_bf16=True))[0] is Precision.BF16
     assert hardware_choice(DeviceCaps("cuda", cuda_bf16=False))[0] is Precision.FP16
     assert hardware_choice(DeviceCaps("mps"))[0] is Precision.FP32

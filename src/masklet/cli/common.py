@@ -29,8 +29,9 @@ def add_precision_option(group: argparse._ActionsContainer, *, default: str | No
     group.add_argument(
         "--precision", default=default, choices=PRECISIONS,
         help="compute precision (default fp32); bf16 / fp16 run under autocast; auto picks a "
-        "reduced one only on hardware that runs it faster (CUDA, CPUs with AMX or AVX512-FP16) "
-        "and says what it picked; masks and scores are float32 in every mode",
+        "reduced one only on hardware that runs it faster (CUDA, CPUs with AMX, AVX512-FP16 or "
+        "AVX512-BF16, confirmed by a short timing) and says what it picked; masks and scores "
+        "are float32 in every mode",
     )  # fmt: skip
 
 
