@@ -6,7 +6,7 @@ video memory bank stores its spatial memories in bfloat16 in every mode, as the 
 
 `auto` picks a reduced precision only where the device computes it faster: CUDA (bf16 where
 supported, else fp16), a CPU with AMX tiles (bf16), AVX512-FP16 (fp16) or AVX512-BF16 dot
-products (bf16: the whole model measured 1.6x fp32's speed on such a CPU without AMX, while fp16
+products (bf16: the whole model measured 1.4-1.7x fp32's speed on such a CPU without AMX; fp16
 ran 7x slower there, its depthwise convolutions falling back to a slow path). Other CPUs only
 convert the narrow types around fp32 arithmetic, so fp32 stays. Where the hardware suggests a
 reduced mode, a short one-time timing of the model's own image encoder confirms it
