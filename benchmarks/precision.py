@@ -9,8 +9,13 @@ Accuracy (the bundled nano model, trained): held-out J&F and first-frame click I
 (`masklet.eval.heldout`), and for the int8 encoder the IoU of one-click masks against the fp32
 encoder's (same fp32 onnxruntime decoder) on the held-out clips' first frames.
 
-    python benchmarks/precision.py                 # 256 input, 4 frames, 3 repeats (~4 min)
+    python benchmarks/precision.py --threads 1 --clock cpu   # shared machine: ~3.5 min
+    python benchmarks/precision.py                 # 256 input, 4 frames, 3 repeats, all cores
     python benchmarks/precision.py --quick         # 2 repeats, 3 clips
+
+On a busy machine, two threads that wait for each other turn other processes' load into
+seconds per frame (measured: 4.9 s per fp32 frame with 2 threads at load 2.3-3.1, against
+0.37 s of CPU time with 1 thread), and the mode ratios then measure the load, not the modes.
     python benchmarks/precision.py --image-size 1024 --repeats 2   # real size (long: fp16
                                                    # convolutions are slow on most CPUs)
 """
