@@ -314,6 +314,7 @@ def load_model(
     config: ModelConfig | None = None,
     *,
     backend: str | None = None,
+    precision: str | None = None,
 ) -> nn.Module:
     """A SAM 2 model in eval mode on `device`, with strictly loaded weights.
 
@@ -321,10 +322,20 @@ def load_model(
     folder from `masklet export onnx` (run by onnxruntime); for a file the variant is
     detected from its tensors unless `config` is given. `backend`: "pytorch" or
     "onnxruntime" (default: whichever `name_or_path` is for).
+
+    precision: fp32, bf16, fp16 or auto (`masklet.precision`), recorded on the model as
+    `model.precision` for every predictor built on it; None leaves the predictors at fp32.
+    An ONNX export runs at the precision it was exported with (`--precision`, `--quantize`).
     """
     from masklet.backends.onnxruntime import load_onnx_model, onnx_folder_for
 
     if onnx_folder_for(name_or_path, backend) is not None:
+        if precision not in (None, "fp32", "auto"):
+            raise InvalidInputError(
+                f"precision {precision!r} applies to the PyTorch backend; an ONNX export runs "
+                "at the precision it was exported with (masklet export onnx --precision fp16 "
+                "or --quantize int8)"
+            )
         return load_onnx_model(name_or_path, config=config, device=device)
     path = bundled_path(str(name_or_path)) or Path(name_or_path)
     if path.is_dir() and (path / HF_WEIGHTS).is_file():  # a save_pretrained folder
@@ -348,4 +359,9 @@ def load_model(
     check_compatible(model, state_dict, config, path)
     model.load_state_dict(state_dict, strict=True)
     model.missing_video_weights = tuple(video_missing)  # type: ignore[assignment]
-    return model.eval().to(resolve_device(device))
+    model = model.eval().to(resolve_device(device))
+    if precision is not None:
+        from masklet.precision import apply_precision
+
+        apply_precision(model, precision)
+    return model

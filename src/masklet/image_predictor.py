@@ -20,6 +20,7 @@ from masklet.modeling.logits import LOGIT_CLAMP
 from masklet.modeling.prompt_encoder import BOX_BOTTOM_RIGHT_LABEL, BOX_TOP_LEFT_LABEL
 from masklet.modeling.sam2 import SAM2Model
 from masklet.postprocess import postprocess_masks
+from masklet.precision import Precision, in_precision, predictor_precision
 from masklet.prompt_rules import check_label_values, check_model_points
 from masklet.transforms import (
     image_to_tensor,
@@ -63,8 +64,13 @@ class ImagePredictor:
         mask_threshold: float = 0.0,
         max_hole_area: float = 0.0,
         max_sprinkle_area: float = 0.0,
+        *,
+        precision: str | Precision | None = None,
     ) -> None:
+        """precision: fp32, bf16, fp16 or auto (see `masklet.precision`); None: the one
+        `load_model(..., precision=)` gave the model, else fp32."""
         self.model = model
+        self.precision = predictor_precision(model, precision, model.device)
         self.mask_threshold = mask_threshold
         self.max_hole_area = max_hole_area
         self.max_sprinkle_area = max_sprinkle_area
@@ -97,6 +103,7 @@ class ImagePredictor:
         x = images_to_batch(list(images), self.model.image_size, self.device)
         self._features = self._embed(x, [_image_hw(im) for im in images], batch=True)
 
+    @in_precision
     def _embed(self, x: Tensor, orig_hw: list[tuple[int, int]], batch: bool) -> _Features:
         feats = self.model.forward_image(x)
         image_embed, high_res = self.model.image_embeddings(feats)
@@ -250,6 +257,7 @@ class ImagePredictor:
         low_res, ious, _ = self._decode(points, mask, multimask_output, image_index)
         return low_res.float(), ious.float()
 
+    @in_precision
     def _decode(
         self,
         points: tuple[Tensor, Tensor] | None,

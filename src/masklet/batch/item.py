@@ -43,13 +43,15 @@ FrameFn = Callable[[int], None]
 class WorkerSpec:
     """What every worker loads once: the SAM 2 model (a registry name or checkpoint path), the
     device, torch's intra-op threads (None: leave torch's default), the text detector, the
-    backend (None: whichever `model` is for; "onnxruntime" for a `masklet export onnx` folder)."""
+    backend (None: whichever `model` is for; "onnxruntime" for a `masklet export onnx` folder)
+    and compute precision (`masklet.precision`; None: fp32)."""
 
     model: str
     device: str | None = None
     backend: str | None = None
     threads: int | None = None
     detector: str | None = None
+    precision: str | None = None
 
 
 class WorkerState:
@@ -63,7 +65,9 @@ class WorkerState:
 
             torch.set_num_threads(spec.threads)
         self.spec = spec
-        self.model: Any = load_model(spec.model, device=spec.device, backend=spec.backend)
+        self.model: Any = load_model(
+            spec.model, device=spec.device, backend=spec.backend, precision=spec.precision
+        )
         self._detector: Any = None
         self._detector_error: Exception | None = None
 

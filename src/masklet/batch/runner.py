@@ -78,6 +78,7 @@ def run(
     device: str | None = None,
     backend: str | None = None,
     detector: str | None = None,
+    precision: str | None = None,
     retry_failed: bool = False,
     max_retries: int = DEFAULT_MAX_RETRIES,
     progress: bool | None = None,
@@ -88,6 +89,7 @@ def run(
     items: a JSON Lines manifest path, `BatchItem`s, or manifest line objects.
     model: a registry name, checkpoint path or ONNX export folder; each worker loads it once
         (with `backend`, see `load_model`).
+    precision: fp32, bf16, fp16 or auto (`masklet.precision`; None: fp32).
     executor: `LocalExecutor(workers=N)` (default, one worker) or `RayExecutor(...)`.
     progress: a bar on stderr (None: only on a terminal).
     on_event: called with every executor event (tests use it to kill a worker mid-item).
@@ -102,7 +104,9 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     clear_leftovers(out)
     executor = executor or LocalExecutor()
-    spec = WorkerSpec(model=model, device=device, backend=backend, detector=detector)
+    spec = WorkerSpec(
+        model=model, device=device, backend=backend, detector=detector, precision=precision
+    )
     lines: dict[str, ReportLine] = {}
     to_run: list[BatchItem] = []
     for item in checked:

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_batch(
         items, args.out, model=args.checkpoint or args.model or DEFAULT_MODEL,
         executor=executor_from_args(args), device=args.device, backend=args.backend,
-        detector=args.detector,
+        detector=args.detector, precision=args.precision,
         retry_failed=args.retry_failed, max_retries=args.max_retries,
     )  # fmt: skip
     print_summary(summary)

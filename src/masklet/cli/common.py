@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from masklet.backends import BACKENDS
 from masklet.config import DEFAULT_MODEL
@@ -13,7 +14,9 @@ BACKEND_HELP = (
 )
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, backend: bool = True) -> None:
+def add_model_options(
+    parser: argparse.ArgumentParser, *, backend: bool = True, precision: bool = True
+) -> None:
     group = parser.add_argument_group("model")
     choice = group.add_mutually_exclusive_group()
     choice.add_argument(
@@ -26,18 +29,42 @@ def add_model_options(parser: argparse.ArgumentParser, *, backend: bool = True) 
     group.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
     if backend:
         group.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)
+    if precision:
+        add_precision_option(group, default="fp32")
+
+
+def add_precision_option(group: argparse._ActionsContainer, *, default: str | None) -> None:
+    from masklet.precision import PRECISIONS
+
+    group.add_argument(
+        "--precision", default=default, choices=PRECISIONS,
+        help="compute precision (default fp32); bf16 / fp16 run under autocast; auto picks a "
+        "reduced one only on hardware that runs it faster (CUDA, CPUs with AMX, AVX512-FP16 or "
+        "AVX512-BF16, confirmed by a short timing) and says what it picked; masks and scores "
+        "are float32 in every mode",
+    )  # fmt: skip
 
 
 def load_model_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The model the user asked for (downloading a registry model on first use)."""
     from masklet.checkpoints import load_model
     from masklet.errors import CheckpointError
+    from masklet.precision import model_precision
 
     source = args.checkpoint if args.checkpoint else (args.model or DEFAULT_MODEL)
     try:
-        return load_model(source, device=args.device, backend=getattr(args, "backend", None))
+        model = load_model(
+            source,
+            device=args.device,
+            backend=getattr(args, "backend", None),
+            precision=getattr(args, "precision", None),
+        )
     except CheckpointError as err:
         raise in_cli_words(err, flag_given=bool(args.checkpoint)) from err
+    choice = model_precision(model)
+    if choice is not None and choice.requested == "auto":
+        print(f"auto: {choice.describe()}", file=sys.stderr)
+    return model
 
 
 def in_cli_words(err: Exception, *, flag_given: bool = False) -> Exception:

@@ -7,6 +7,7 @@ import dataclasses
 
 from masklet.cli.common import add_model_options, load_model_from_args
 from masklet.errors import InvalidInputError
+from masklet.export.reduced import EXPORT_PRECISIONS, INT8_COST, QUANTIZE_CHOICES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,7 +30,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "and shapes). The folder loads as a model with --backend onnxruntime. Needs "
         "`pip install masklet[onnx]`.",
     )
-    add_model_options(o, backend=False)  # exports start from PyTorch weights
+    add_model_options(o, backend=False, precision=False)  # from PyTorch weights; --precision
+    # here is the graphs' dtype
+    o.add_argument(
+        "--precision", default="fp32", choices=EXPORT_PRECISIONS,
+        help="fp16 converts every graph to float16 (inputs and outputs stay float32); "
+        "default fp32",
+    )  # fmt: skip
+    o.add_argument(
+        "--quantize", default=None, choices=QUANTIZE_CHOICES,
+        help=f"int8: dynamic quantisation of the image encoder (onnxruntime); {INT8_COST}",
+    )  # fmt: skip
     o.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
     o.add_argument(
         "--image-size",
@@ -58,7 +69,10 @@ def run_onnx(args: argparse.Namespace) -> int:
         resized = build_model(dataclasses.replace(model.config, image_size=size))
         resized.load_state_dict(model.state_dict(), strict=True)
         model = resized
-    for part in export_onnx(model, args.out, opset=args.opset):
+    parts = export_onnx(
+        model, args.out, opset=args.opset, precision=args.precision, quantize=args.quantize
+    )
+    for part in parts:
         print(f"{part.name}: {part.path} ({part.size_bytes / 1e6:.1f} MB, {part.seconds:.1f} s)")
     print(f"manifest: {args.out}/manifest.json")
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from masklet.backends import BACKENDS
-from masklet.cli.common import BACKEND_HELP
+from masklet.cli.common import BACKEND_HELP, add_precision_option
 from masklet.errors import InvalidInputError
 
 Flag = tuple[str, type, str | None, str]  # (flag, type, metavar, help)
@@ -68,6 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     choice.add_argument("--checkpoint", default=None, help="path to a .pt or .safetensors file")
     model.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best one)")
     model.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)
+    add_precision_option(model, default=None)  # None: MASKLET_PRECISION, else fp32
     model.add_argument(
         "--detector", default=None, metavar="MODEL_ID_OR_PATH",
         help="GroundingDINO for text prompts: hub id, 'tiny', 'base' or a local directory",
@@ -91,8 +92,8 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
     tabled = {setting_name(f[0]): getattr(args, _dest(f[0])) for f in SERVICE_FLAGS + LIMIT_FLAGS}
     return settings_from_env(
         host=args.host, port=args.port, model=args.checkpoint or args.model, device=args.device,
-        backend=args.backend, detector=args.detector, data_dir=args.data_dir,
-        api_keys=tuple(args.api_key) if args.api_key else None, **tabled,
+        backend=args.backend, precision=args.precision, detector=args.detector,
+        data_dir=args.data_dir, api_keys=tuple(args.api_key) if args.api_key else None, **tabled,
     )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from masklet.export.memory_graphs import (
     MemoryEncoderGraph,
     memory_example_inputs,
 )
+from masklet.export.reduced import check_options, convert_part
 from masklet.modeling.sam2 import SAM2Model
 
 DEFAULT_OPSET = 17
@@ -146,12 +147,21 @@ def _plan(model: SAM2Model) -> list[tuple[str, nn.Module, list[str], list[str], 
 
 
 def export_onnx(
-    model: SAM2Model, out_dir: str | Path, *, opset: int = DEFAULT_OPSET
+    model: SAM2Model,
+    out_dir: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    precision: str = "fp32",
+    quantize: str | None = None,
 ) -> list[ExportedPart]:
     """Exports every graph of `model` (fp32, on CPU; see the module docstring) into `out_dir`
     with `loop_weights.safetensors` and `manifest.json`; returns the graphs written. The
-    model is left in eval mode on the CPU."""
+    model is left in eval mode on the CPU.
+
+    precision "fp16" converts every part (inputs and outputs stay float32); quantize "int8"
+    quantises the image encoder (`masklet.export.reduced`)."""
     onnx = _require_onnx()
+    check_options(precision, quantize)
     if opset < DEFAULT_OPSET:
         raise InvalidInputError(f"opset {opset} is too old; use {DEFAULT_OPSET} or newer")
     out = Path(out_dir)
@@ -160,12 +170,15 @@ def export_onnx(
     inputs = {**memory_example_inputs(model), **example_inputs(model)}  # real image features
     parts: list[ExportedPart] = []
     described: dict[str, Any] = {}
+    precisions: dict[str, str] = {}
     for name, module, in_names, out_names, axes in _plan(model):
         path = out / f"{name}.onnx"
         seconds = _export_one(
             module, path, inputs, input_names=in_names, output_names=out_names,
             dynamic_axes=axes, opset=opset,
         )  # fmt: skip
+        onnx.checker.check_model(str(path))
+        precisions[name] = convert_part(onnx, path, name, precision=precision, quantize=quantize)
         onnx.checker.check_model(str(path))
         parts.append(ExportedPart(name, path, seconds, path.stat().st_size))
         described[name] = _describe(onnx, path)
@@ -175,6 +188,7 @@ def export_onnx(
         "torch": torch.__version__,
         "model_config": dataclasses.asdict(model.config),
         "parts": described,
+        "precision": precisions,
         "notes": {
             "images": "RGB, resized to image_size and normalised as the predictors do",
             "point_labels": "1 positive, 0 negative, 2 / 3 box corners; a padding point is "

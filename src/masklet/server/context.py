@@ -70,18 +70,32 @@ class ModelHolder:
             if self._model is None:
                 factory = self._settings.model_factory
                 if factory is not None:
+                    from masklet.precision import apply_precision
+
                     self._model = factory(self._settings)
+                    apply_precision(self._model, self._settings.precision)
                 else:
                     from masklet.checkpoints import load_model, resolve_model_name
 
                     name = resolve_model_name(self._settings.model)
                     loaded = load_model(
-                        name, device=self._settings.device, backend=self._settings.backend
+                        name,
+                        device=self._settings.device,
+                        backend=self._settings.backend,
+                        precision=self._settings.precision,
                     )
                     self._name = name
                     self._model = loaded  # type: ignore[assignment]
             assert self._model is not None  # set just above; narrows the type
             return self._model
+
+    @property
+    def precision(self) -> str:
+        """The loaded model's mode and why, else the setting (auto decides at load)."""
+        from masklet.precision import model_precision
+
+        choice = model_precision(self._model) if self._model is not None else None
+        return choice.describe() if choice else f"precision {self._settings.precision}"
 
     def video_predictor(self) -> VideoPredictor:
         """One predictor for every session: its state lives in each session, not in it."""

@@ -331,6 +331,7 @@ class HealthInfo(BaseModel):
     status: Literal["ok"]
     model: str
     model_loaded: bool
+    precision: str
     sessions: int
     jobs: int
 

@@ -51,6 +51,7 @@ class ServerSettings:
     """Everything `create_app` needs.
 
     model: an official model name, a checkpoint path (see `masklet models`), or "auto".
+    precision: fp32, bf16, fp16 or auto (`masklet.precision`); /healthz says what auto picked.
     data_dir: uploads, session files and outputs live here (None: a fresh folder in the cache).
     api_keys: accepted `Authorization: Bearer` keys; each key sees only its own sessions.
     max_upload_mb: largest request body; max_video_frames: longest video accepted.
@@ -82,6 +83,7 @@ class ServerSettings:
     model: str = DEFAULT_MODEL
     device: str | None = None
     backend: str | None = None
+    precision: str = "fp32"
     data_dir: Path | None = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -127,6 +129,9 @@ class ServerSettings:
 
     def validate(self) -> None:
         """Raise `InvalidInputError` for settings the server must not start with."""
+        from masklet.precision import parse_precision
+
+        parse_precision(self.precision)  # says the valid names
         if not self.is_loopback and not self.api_keys:
             raise InvalidInputError(
                 f"binding to {self.host!r} exposes the server to the network: give an API key "

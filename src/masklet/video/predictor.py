@@ -21,6 +21,7 @@ from masklet.modeling.logits import LOGIT_CLAMP, NO_OBJECT_SCORE
 from masklet.modeling.outputs import ImageFeatures
 from masklet.modeling.sam2 import SAM2Model
 from masklet.modeling.sam_memory import non_overlapping
+from masklet.precision import Precision, in_precision, predictor_precision
 from masklet.video.batching import groups
 from masklet.video.frames import FrameSource, LiveSource, open_frames
 from masklet.video.order import processing_order
@@ -44,6 +45,8 @@ class VideoPredictor:
         add_all_frames_to_correct_as_cond: bool = True,
         feature_cache_frames: int = 2,
         batch_objects: bool | None = None,
+        *,
+        precision: str | Precision | None = None,
     ) -> None:
         """
         fill_hole_area: fill background holes up to this many low-res pixels (0 = off).
@@ -53,6 +56,7 @@ class VideoPredictor:
         batch_objects: run objects whose memories line up as one batch. None = only on an
             accelerator: on CPU a batch of objects measured ~10% slower per object than one
             by one (larger intermediate tensors), so objects run one by one there.
+        precision: fp32, bf16, fp16 or auto (`masklet.precision`); None: the model's own.
         """
         from masklet.checkpoint_files import require_video_weights
 
@@ -64,6 +68,7 @@ class VideoPredictor:
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.feature_cache_frames = feature_cache_frames
         self.batch_objects = batch_objects
+        self.precision = predictor_precision(model, precision, model.device)
 
     @property
     def image_size(self) -> int:
@@ -100,6 +105,7 @@ class VideoPredictor:
         return VideoSession(source=frames, features=cache, memory_window=window)
 
     @torch.inference_mode()
+    @in_precision
     def _compute_features(self, source: FrameSource, frame_idx: int) -> ImageFeatures:
         image = frame_to_tensor(source.get(frame_idx), self.image_size)
         return self.model.forward_image(image[None].to(self.device))
@@ -200,19 +206,20 @@ class VideoPredictor:
             prev = track.output_at(frame_idx, is_cond)
             if prev is not None:
                 prev_logits = prev.pred_masks.to(self.device).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
-        out = run_step(
-            self.model,
-            session,
-            [track],
-            frame_idx,
-            reverse=reverse,
-            is_init=is_init,
-            points=points,
-            mask=mask,
-            run_memory_encoder=False,
-            prev_logits=prev_logits,
-            fill_hole_area=self.fill_hole_area,
-        )[0]
+        with self.precision.mode.autocast(self.device):  # the model calls only
+            out = run_step(
+                self.model,
+                session,
+                [track],
+                frame_idx,
+                reverse=reverse,
+                is_init=is_init,
+                points=points,
+                mask=mask,
+                run_memory_encoder=False,
+                prev_logits=prev_logits,
+                fill_hole_area=self.fill_hole_area,
+            )[0]
         track.pending(is_cond)[frame_idx] = out
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx, is_cond)
 
@@ -248,7 +255,8 @@ class VideoPredictor:
                 pending = track.pending(is_cond)
                 for frame_idx, out in pending.items():
                     if out.memory_features is None:
-                        encode_pending(self.model, session, frame_idx, out)
+                        with self.precision.mode.autocast(self.device):
+                            encode_pending(self.model, session, frame_idx, out)
                     (track.cond if is_cond else track.non_cond)[frame_idx] = out
                     if self.clear_non_cond_mem_around_input:
                         self._clear_non_cond_around(session, track, frame_idx)
@@ -302,6 +310,7 @@ class VideoPredictor:
         available = session.num_frames if session.num_frames is not None else len(session.source)
         return processing_order(start, available, max_frames, reverse)
 
+    @in_precision  # one autocast per frame: its weight casts are shared by the objects
     def _track_frame(self, session: VideoSession, frame_idx: int, reverse: bool) -> FrameResult:
         tracks = list(session.objects.values())
         low_res: dict[int, Tensor] = {}
@@ -352,7 +361,7 @@ class VideoPredictor:
             frame_idx=frame_idx,
             obj_ids=ids,
             mask_logits=video,
-            object_scores=obj_scores,
+            object_scores=obj_scores.float(),
             names=dict(session.names),
         )
 

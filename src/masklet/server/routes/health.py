@@ -27,6 +27,7 @@ def healthz(ctx: Context) -> HealthInfo:
         status="ok",
         model=ctx.models.name,
         model_loaded=ctx.models.loaded,
+        precision=ctx.models.precision,
         sessions=len(ctx.sessions),
         jobs=ctx.pool.pending,
     )
