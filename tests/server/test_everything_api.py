@@ -151,7 +151,7 @@ def test_the_prompt_limit_bounds_the_work(client: TestClient, video_bytes: bytes
     assert response.status_code == 413, response.text
     error = response.json()["error"]
     assert error["field"] == "body.points_per_side" and "20480" in error["message"]
-    assert "max_everything_prompts" in error["message"]
+    assert "masklet serve --max-everything-prompts raises it" in error["message"]
     assert client.get(f"/v1/sessions/{sid}").json()["objects"] == []
 
 

@@ -80,6 +80,7 @@ def stateful_app(tiny_model: SAM2Model, tmp_path_factory: pytest.TempPathFactory
     data: Path = tmp_path_factory.mktemp("stateful")
     return create_app(ServerSettings(
         data_dir=data, model_factory=lambda _: tiny_model, detector_factory=lambda _: squares(),
+        max_everything_prompts=256,  # fuzzing probes the protocol, not 100x100-point searches
     ))  # fmt: skip
 
 

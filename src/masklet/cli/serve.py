@@ -31,6 +31,12 @@ LIMIT_FLAGS: tuple[Flag, ...] = (
     ("--max-points", int, "N", "clicks per object and frame (default 512)"),
     ("--max-image-pixels", int, "N", "width x height of an image or frame (default 50000000)"),
     ("--max-frame-objects", int, "N", "frames x objects of one video job (default 1000000)"),
+    (
+        "--max-everything-prompts",
+        int,
+        "N",
+        "point prompts of one segment-everything request (default 16384)",
+    ),
     ("--max-json-depth", int, "N", "nesting of a JSON body or field (default 32)"),
     ("--max-json-bytes", int, "N", "size of a JSON body or field (default 1000000)"),
     ("--session-ttl", float, "SECONDS", "idle time before a session is deleted (default 900)"),

@@ -73,6 +73,7 @@ SERVER_SETTINGS = {
     "max_image_pixels": "--max-image-pixels",
     "max_frames": "--max-video-frames",
     "max_frame_objects": "--max-frame-objects",
+    "max_everything_prompts": "--max-everything-prompts",
     "max_upload_bytes": "--max-upload-mb",
     "max_json_depth": "--max-json-depth",
     "max_json_bytes": "--max-json-bytes",

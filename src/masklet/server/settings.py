@@ -55,9 +55,9 @@ class ServerSettings:
     data_dir: uploads, session files and outputs live here (None: a fresh folder in the cache).
     api_keys: accepted `Authorization: Bearer` keys; each key sees only its own sessions.
     max_upload_mb: largest request body; max_video_frames: longest video accepted.
-    max_objects / max_points / max_image_pixels / max_frame_objects: the pipeline `Limits` of
-        every request (objects, clicks per object, pixels of an image or frame, frames x
-        objects of a video job).
+    max_objects / max_points / max_image_pixels / max_frame_objects / max_everything_prompts:
+        the pipeline `Limits` of every request (objects, clicks per object, pixels of an image
+        or frame, frames x objects of a video job, point prompts of one segment-everything).
     max_json_depth / max_json_bytes: nesting and size of a JSON body or JSON form field
         (checked before parsing; `/predictions` bodies, which may carry a file, only for depth).
     max_sessions: open video sessions at once; max_sessions_per_key: of those, how many one
@@ -97,6 +97,7 @@ class ServerSettings:
     max_points: int = 512
     max_image_pixels: int = 50_000_000
     max_frame_objects: int = 1_000_000
+    max_everything_prompts: int = 16_384
     max_json_depth: int = 32
     max_json_bytes: int = 1_000_000
     session_ttl_seconds: float = 900.0
@@ -120,6 +121,7 @@ class ServerSettings:
             max_objects=self.max_objects, max_points_per_object=self.max_points,
             max_image_pixels=self.max_image_pixels, max_frames=self.max_video_frames,
             max_frame_objects=self.max_frame_objects, max_upload_bytes=self.max_upload_bytes,
+            max_everything_prompts=self.max_everything_prompts,
             max_json_depth=self.max_json_depth, max_json_bytes=self.max_json_bytes,
         )  # fmt: skip
 
@@ -147,7 +149,7 @@ class ServerSettings:
             "max_upload_mb", "max_video_frames", "max_sessions", "workers", "queue_size",
             "max_sessions_per_key", "max_jobs_per_key",
             "max_objects", "max_points", "max_image_pixels", "max_frame_objects",
-            "max_json_depth", "max_json_bytes",
+            "max_everything_prompts", "max_json_depth", "max_json_bytes",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
@@ -204,6 +206,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "max_points": int,
     "max_image_pixels": int,
     "max_frame_objects": int,
+    "max_everything_prompts": int,
     "max_json_depth": int,
     "max_json_bytes": int,
     "session_ttl_seconds": float,
