@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 
 from masklet.batch import LocalExecutor, read_manifest, run
@@ -185,3 +186,25 @@ def test_a_model_no_worker_can_load_stops_the_batch_with_exit_2(
     assert not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] or {
         p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")
     } == {"report.jsonl"}
+
+
+def test_a_rerun_in_another_precision_redoes_the_items(tmp_path: Path) -> None:
+    """Done records name the model with its precision: bf16 results are not fp32 results."""
+    image = tmp_path / "square.png"
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[10:30, 15:40] = 255
+    Image.fromarray(pixels).save(image)
+    items = [{"input": str(image), "click_coordinates": "[25,20]"}]
+    out = tmp_path / "out"
+
+    def again(precision: str | None) -> Any:
+        return run(items, out, model=MODEL, executor=LocalExecutor(threads=1),
+                   precision=precision, progress=False)  # fmt: skip
+
+    assert again(None).ran == 1
+    assert again("fp32").skipped == 1  # fp32 is the default: the same results
+    bf16 = again("bf16")
+    assert (bf16.ran, bf16.skipped, bf16.ok) == (1, 0, 1)
+    done = json.loads((out / "square" / DONE_FILE).read_text())
+    assert done["model"] == f"{MODEL} [precision bf16]"
+    assert again("bf16").skipped == 1

@@ -53,6 +53,15 @@ class WorkerSpec:
     detector: str | None = None
     precision: str | None = None
 
+    @property
+    def run_key(self) -> str:
+        """What the done records name: the model, with its backend and precision when they
+        are not the defaults, so a rerun with another mode redoes the items."""
+        extras = [f"backend {self.backend}"] if self.backend not in (None, "pytorch") else []
+        if self.precision not in (None, "fp32"):
+            extras.append(f"precision {self.precision}")
+        return f"{self.model} [{', '.join(extras)}]" if extras else self.model
+
 
 class WorkerState:
     """A worker's model, loaded at construction; the detector on the first text item."""
@@ -180,7 +189,7 @@ def run_item(
         frames = _run(item, folder, state, on_frame or (lambda _: None))
         files = sorted(p.name for p in folder.iterdir())
         write_json_atomic(
-            folder / DONE_FILE, done_record(item, state.spec.model, frames=frames, files=files)
+            folder / DONE_FILE, done_record(item, state.spec.run_key, frames=frames, files=files)
         )
         commit_item(out, item.item_id, folder)
     except Exception as error:  # noqa: BLE001 - isolation: the item fails, the batch goes on

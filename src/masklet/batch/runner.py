@@ -110,7 +110,7 @@ def run(
     lines: dict[str, ReportLine] = {}
     to_run: list[BatchItem] = []
     for item in checked:
-        verdict = earlier_verdict(out, item, model)
+        verdict = earlier_verdict(out, item, spec.run_key)
         if verdict is None or (retry_failed and verdict[0] == "failed-before"):
             to_run.append(item)
         else:
@@ -134,7 +134,7 @@ def run(
                 clear_failure(out, item.item_id)
                 lines[item.item_id] = report_line(item, "ok", outcome)
             else:
-                record_failure(out, item, model, outcome.error or "failed")
+                record_failure(out, item, spec.run_key, outcome.error or "failed")
                 discard_item(out, item.item_id)  # outputs of an older line are not current
                 lines[item.item_id] = report_line(item, "failed", outcome)
             bar.update(1)
