@@ -9,6 +9,17 @@ from masklet.cli.common import add_model_options, load_model_from_args
 from masklet.errors import InvalidInputError
 from masklet.export.reduced import EXPORT_PRECISIONS, INT8_COST, QUANTIZE_CHOICES
 
+ONNX_DESCRIPTION = (
+    "Write the image encoder (embedding, high-res maps, raw features and "
+    "position encoding), the prompt encoder + mask decoder (all mask tokens, IoU, object "
+    "score; also the mask decoder alone), the memory attention (any number of memory "
+    "frames and object pointers), the memory encoder and the object-pointer projection as "
+    "fp32 ONNX files checked with onnx.checker, the tensors used outside them "
+    "(loop_weights.safetensors) and manifest.json (model config, input and output names "
+    "and shapes). The folder loads as a model with --backend onnxruntime. Needs "
+    "`pip install masklet[onnx]`."
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
@@ -21,17 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "onnx",
         help="image encoder, prompt encoder + mask decoder, memory attention, memory encoder "
         "and object-pointer projection as ONNX files",
-        description="Write the image encoder (embedding, high-res maps, raw features and "
-        "position encoding), the prompt encoder + mask decoder (all mask tokens, IoU, object "
-        "score; also the mask decoder alone), the memory attention (any number of memory "
-        "frames and object pointers), the memory encoder and the object-pointer projection as "
-        "fp32 ONNX files checked with onnx.checker, the tensors used outside them "
-        "(loop_weights.safetensors) and manifest.json (model config, input and output names "
-        "and shapes). The folder loads as a model with --backend onnxruntime. Needs "
-        "`pip install masklet[onnx]`.",
+        description=ONNX_DESCRIPTION,
     )
-    add_model_options(o, backend=False, precision=False)  # from PyTorch weights; --precision
-    # here is the graphs' dtype
+    # from PyTorch weights; --precision here is the graphs' dtype
+    add_model_options(o, backend=False, precision=False)
     o.add_argument(
         "--precision", default="fp32", choices=EXPORT_PRECISIONS,
         help="fp16 converts every graph to float16 (inputs and outputs stay float32); "
