@@ -1,7 +1,7 @@
 """Backends and precisions: each variant of the model against PyTorch fp32, on this machine.
 
-For every entry of `VARIANTS` (PyTorch fp32, onnxruntime fp32; precision modes and int8 are
-added as further entries): `set_image` time, time per propagated video frame with 1 and 4
+For every entry of `VARIANTS` (PyTorch fp32 and bf16 autocast, onnxruntime fp32 and with the
+int8 image encoder; fp16 and auto in benchmarks/precision.py): `set_image` time, time per propagated video frame with 1 and 4
 objects clicked on frame 0, their ratios to PyTorch fp32, and how far the masks move (mean
 IoU of the image masks and of every tracked mask against PyTorch fp32's). Also the ONNX
 export time and file sizes. Variants run in alternation after a warm-up round each, and
@@ -18,6 +18,7 @@ bias is raised so that objects stay visible and the IoU figures compare real mas
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -42,6 +43,7 @@ from masklet.config import ModelConfig
 from masklet.export.onnx import export_onnx
 from masklet.image_predictor import ImagePredictor
 from masklet.modeling.sam2 import SAM2Model, build_model
+from masklet.precision import apply_precision
 from masklet.video.predictor import VideoPredictor
 
 VISIBLE_BIAS = 10.0  # added to the object-score logit: objects stay visible on random weights
@@ -63,7 +65,15 @@ class Context:
 
     model: SAM2Model
     export_dir: Path
+    int8_dir: Path  # the same export with an int8 image encoder (--quantize int8)
     threads: int
+
+
+def in_precision(model: SAM2Model, precision: str) -> torch.nn.Module:
+    """A copy of `model` whose predictors run in `precision` (load_model's precision=)."""
+    copied = copy.deepcopy(model)
+    apply_precision(copied, precision)
+    return copied
 
 
 @dataclass(frozen=True)
@@ -74,11 +84,14 @@ class Variant:
     load: Callable[[Context], torch.nn.Module]
 
 
-# Add precision modes and int8 here: Variant("pytorch bf16", ...), Variant("onnxruntime
-# int8", ...). The first entry is the baseline every ratio and IoU is taken against.
+# The first entry is the baseline every ratio and IoU is taken against. fp16 autocast is left
+# out here: on CPUs without AVX512-FP16 it runs ~8x slower than fp32 (benchmarks/precision.py
+# measures it at a small size, with auto's pick and J&F deltas).
 VARIANTS: list[Variant] = [
     Variant("pytorch fp32", lambda ctx: ctx.model),
+    Variant("pytorch bf16", lambda ctx: in_precision(ctx.model, "bf16")),
     Variant("onnxruntime fp32", lambda ctx: load_onnx_model(ctx.export_dir, threads=ctx.threads)),
+    Variant("onnxruntime int8", lambda ctx: load_onnx_model(ctx.int8_dir, threads=ctx.threads)),
 ]
 
 
@@ -233,10 +246,14 @@ def main(argv: list[str] | None = None) -> int:
         sizes = ", ".join(f"{p.name} {p.size_bytes / 1e6:.1f}" for p in parts)
         extra = (export_dir / "loop_weights.safetensors").stat().st_size / 1e6
         print(f"ONNX export: {total:.1f} s; sizes (MB): {sizes}, loop_weights {extra:.2f}")
+        int8_dir = Path(tmp) / "onnx-int8"
+        export_onnx(model, int8_dir, quantize="int8")
+        size = (int8_dir / "image_encoder.onnx").stat().st_size / 1e6
+        print(f"int8 export: image_encoder {size:.1f} MB")
         folder = Path(tmp) / "frames"
         folder.mkdir()
         clicks = write_frames(folder, args.frames + 1, 480, 640, args.seed)
-        measure(args, Context(model, export_dir, args.threads), folder, clicks)
+        measure(args, Context(model, export_dir, int8_dir, args.threads), folder, clicks)
     print(describe_machine(args))
     return 0
 
