@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 # the reference's import scripts a helper with the deprecated torch.jit.script
@@ -29,6 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     # tests/parity/reference.py builds the reference model from a masklet config
     sys.path.insert(0, str(REPO_ROOT))
+
+from tests.media import structured_image  # noqa: E402,F401  (re-exported for the scripts)
 
 from masklet.config import ModelConfig  # noqa: E402
 from masklet.modeling.sam2 import SAM2Model, build_model  # noqa: E402
@@ -153,23 +154,6 @@ def upcast_reference_memory(ref: torch.nn.Module) -> None:
         return original(curr, memory.float(), curr_pos, memory_pos.float(), num_obj_ptr_tokens)
 
     ref.memory_attention.forward = forward
-
-
-def structured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """[H, W, 3] uint8: smooth gradients, a few flat shapes and mild noise (not pure noise, so
-    masks and attention look like a real photo's)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.stack(
-        [120 + 80 * np.sin(xx / 90.0), 110 + 70 * np.cos(yy / 70.0), 100 + 0.05 * (xx + yy)],
-        axis=-1,
-    )
-    for _ in range(6):
-        y0, x0 = rng.integers(0, height * 3 // 4), rng.integers(0, width * 3 // 4)
-        h, w = rng.integers(height // 10, height // 3), rng.integers(width // 10, width // 3)
-        img[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 256, 3)
-    img += rng.normal(0.0, 6.0, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 # ---- timing --------------------------------------------------------------------------------

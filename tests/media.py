@@ -50,3 +50,20 @@ def write_two_squares_clip(path: Path, num_frames: int, size: tuple[int, int], f
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def structured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """[H, W, 3] uint8: smooth gradients, a few flat shapes and mild noise (not pure noise, so
+    masks and attention look like a real photo's)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack(
+        [120 + 80 * np.sin(xx / 90.0), 110 + 70 * np.cos(yy / 70.0), 100 + 0.05 * (xx + yy)],
+        axis=-1,
+    )
+    for _ in range(6):
+        y0, x0 = rng.integers(0, height * 3 // 4), rng.integers(0, width * 3 // 4)
+        h, w = rng.integers(height // 10, height // 3), rng.integers(width // 10, width // 3)
+        img[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 256, 3)
+    img += rng.normal(0.0, 6.0, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)

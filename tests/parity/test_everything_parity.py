@@ -20,6 +20,7 @@ import torch
 
 from masklet.everything import AutomaticMaskGenerator
 from masklet.modeling.sam2 import build_model
+from tests.media import structured_image
 from tests.parity.reference import perturbed_state_dict, reference_model, small_config
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (dev extra) is needed")
@@ -33,23 +34,7 @@ POINTS_PER_SIDE = 8
 MIN_RECORDS = 3
 
 
-def _structured_image(height: int, width: int, seed: int) -> np.ndarray:
-    """Smooth gradients, flat rectangles and mild noise (not pure noise)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.stack(
-        [120 + 80 * np.sin(xx / 90.0), 110 + 70 * np.cos(yy / 70.0), 100 + 0.05 * (xx + yy)],
-        axis=-1,
-    )
-    for _ in range(6):
-        y0, x0 = rng.integers(0, height * 3 // 4), rng.integers(0, width * 3 // 4)
-        h, w = rng.integers(height // 10, height // 3), rng.integers(width // 10, width // 3)
-        img[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 256, 3)
-    img += rng.normal(0.0, 6.0, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-IMAGE = _structured_image(180, 240, SEED)
+IMAGE = structured_image(180, 240, SEED)
 
 
 def _opencv_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,7 +132,7 @@ def test_records_match_reference(
 # origin, crop NMS) equal to the reference's, at a size that runs in seconds. (The 1 vs 3
 # records benchmarks/everything.py once printed at 4000x3000 came from the benchmark's model
 # pair, unseeded across its one-process-per-side runs: tests/parity/test_benchmark_models.py.)
-LARGE_IMAGE = _structured_image(600, 800, SEED + 1)
+LARGE_IMAGE = structured_image(600, 800, SEED + 1)
 
 
 def test_large_image_with_a_crop_layer_matches_reference(
