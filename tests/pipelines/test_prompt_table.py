@@ -191,12 +191,7 @@ def test_same_verdict_and_field_everywhere(
     assert python == case.field
 
     code, err = cli_verdict(case, image_path, tmp_path, capsys)
-    if case.field is None:
-        assert code == 0, err
-    else:
-        lines = [line for line in err.splitlines() if line]
-        assert code == 2 and len(lines) == 1, err
-        assert f" {case.field}: " in lines[0], lines[0]
+    assert_cli_verdict(code, err, case.field)
 
     status, body = http_verdict(case, make_client(), image_path)
     if case.field is None:
@@ -235,9 +230,14 @@ def test_video_requests_follow_the_same_rules(
 
     monkeypatch.setattr(video_cli, "load_model_from_args", lambda args: tiny_model)
     code, err = cli_verdict(case, video_path, tmp_path, capsys, command="video")
-    if case.field is None:
+    assert_cli_verdict(code, err, case.field)
+
+
+def assert_cli_verdict(code: int, err: str, field: str | None) -> None:
+    """A valid case exits 0; a bad one exits 2 with one line naming `field`."""
+    if field is None:
         assert code == 0, err
     else:
         lines = [line for line in err.splitlines() if line]
         assert code == 2 and len(lines) == 1, err
-        assert f" {case.field}: " in lines[0], lines[0]
+        assert f" {field}: " in lines[0], lines[0]
