@@ -70,9 +70,9 @@ def test_everything_items_equal_the_cli_on_ray(
     assert_everything_matches_cli(tmp_path / "out", everything_inputs)
 
 
-def test_a_video_reports_each_frame_as_it_finishes(local_ray: Any, tmp_path: Path) -> None:
-    """One actor, a 12-frame video and an image queued behind it: the video's frames arrive
-    one by one before it finishes (as from local workers), then the image starts."""
+def video_then_image(tmp_path: Path, report_every: float) -> tuple[list[Event], list[int]]:
+    """One actor, a 12-frame video and an image queued behind it: the events and the video's
+    frame counts as they reached the driver."""
     from masklet.batch.ray import RayExecutor
 
     write_square_clip(tmp_path / "clip.mp4", 12, (64, 48), 24)
@@ -80,13 +80,13 @@ def test_a_video_reports_each_frame_as_it_finishes(local_ray: Any, tmp_path: Pat
     items = [{"input": str(tmp_path / "clip.mp4"), "click_coordinates": "[20,20]"},
              {"input": str(tmp_path / "image.png"), "click_coordinates": "[20,20]"}]  # fmt: skip
     events: list[Event] = []
-    summary = run(items, tmp_path / "out", model=MODEL, executor=RayExecutor(workers=1),
+    executor = RayExecutor(workers=1, report_every=report_every)
+    summary = run(items, tmp_path / "out", model=MODEL, executor=executor,
                   on_event=events.append, progress=False)  # fmt: skip
-    kinds = [(type(e).__name__, getattr(e, "item_id", None) or e.outcome.item_id)
-             for e in events]  # type: ignore[union-attr]  # fmt: skip
     video_frames = [e.frames for e in events if isinstance(e, FramesDone) and e.item_id == "clip"]
     assert (summary.ok, summary.frames) == (2, 12 + 1) and sum(video_frames) == 12
-    assert len(video_frames) >= 6, video_frames  # per frame (two at most summed when busy)
+    kinds = [(type(e).__name__, e.outcome.item_id if isinstance(e, ItemFinished) else e.item_id)
+             for e in events]  # fmt: skip
     first_image = kinds.index(("ItemStarted", "image"))
     assert kinds[0] == ("ItemStarted", "clip") and kinds[first_image - 1] == (
         "ItemFinished",
@@ -94,6 +94,25 @@ def test_a_video_reports_each_frame_as_it_finishes(local_ray: Any, tmp_path: Pat
     )
     assert set(kinds[1 : first_image - 1]) == {("FramesDone", "clip")}
     assert kinds[first_image:][-1][0] == "ItemFinished"
+    return events, video_frames
+
+
+def test_a_video_reports_each_frame_as_it_finishes(local_ray: Any, tmp_path: Path) -> None:
+    """With `report_every=0` the video's frames arrive one by one before it finishes (as from
+    local workers), then the image starts."""
+    _, video_frames = video_then_image(tmp_path, report_every=0.0)
+    assert len(video_frames) >= 6, video_frames  # per frame (two at most summed when busy)
+
+
+def test_a_video_reports_its_frames_every_interval(local_ray: Any, tmp_path: Path) -> None:
+    """By default a video's frames are summed over `REPORT_EVERY` seconds (a report per frame
+    cost ~9% of a small video's time): fewer reports than frames, every frame counted, all
+    before the video's outcome."""
+    from masklet.batch.ray import REPORT_EVERY
+
+    assert REPORT_EVERY > 0
+    _, video_frames = video_then_image(tmp_path, report_every=10.0)
+    assert video_frames == [12], video_frames  # one interval covers the whole clip
 
 
 def test_a_killed_actor_has_its_item_retried(local_ray: Any, tmp_path: Path) -> None:

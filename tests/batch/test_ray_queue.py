@@ -18,7 +18,8 @@ class FakeMethod:
     def __init__(self, calls: list[tuple[str, str]], actor: str, kind: str) -> None:
         self.calls, self.actor, self.kind = calls, actor, kind
 
-    def remote(self, item: Any, out: str) -> str:
+    def remote(self, item: Any, out: str, *every: float) -> str:
+        assert len(every) == (self.kind == "stream")  # a video's task says how often to report
         self.calls.append((self.actor, item.item_id))
         return f"{self.kind}:{item.item_id}"  # stands for the task's ObjectRef / generator
 
@@ -46,7 +47,7 @@ def test_every_actor_gets_one_item_before_any_gets_a_second() -> None:
     calls: list[tuple[str, str]] = []
     events: list[Event] = []
     actors, five = fake_actors(2, calls), job(5, events)
-    _fill(actors, five)
+    _fill(actors, five, 0.2)
     assert calls == [("actor0", "i0"), ("actor1", "v1"), ("actor0", "i2"), ("actor1", "v3")]
     assert [q[0] for q in actors[1].queue] == ["stream:v1", "stream:v3"]  # videos stream
     assert [item.item_id for item in five.pending] == ["i4"]
@@ -59,7 +60,7 @@ def test_every_actor_gets_one_item_before_any_gets_a_second() -> None:
 def test_near_the_end_no_item_waits_behind_a_running_one() -> None:
     calls: list[tuple[str, str]] = []
     actors, three = fake_actors(2, calls), job(3, [])
-    _fill(actors, three)
+    _fill(actors, three, 0.2)
     assert calls == [("actor0", "i0"), ("actor1", "v1")]
     assert [item.item_id for item in three.pending] == ["i2"]  # for the first actor free
 
@@ -74,7 +75,7 @@ def test_a_dead_actor_retries_its_running_item_and_requeues_the_waiting_one() ->
     calls: list[tuple[str, str]] = []
     events: list[Event] = []
     actors, four = fake_actors(1, calls), job(4, events)
-    _fill(actors, four)
+    _fill(actors, four, 0.2)
     assert [q[1].item_id for q in actors[0].queue] == ["i0", "v1"]
     fake_ray = FakeRay()
     _lost(fake_ray, actors[0], four, RuntimeError("The actor died unexpectedly"))
